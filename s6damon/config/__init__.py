@@ -1,0 +1,52 @@
+"""Typed, validated view of ``params.yaml``.
+
+One dataclass per ``params.yaml`` section, each in the module named after the stage that
+reads it. ``load_params`` is the only way code reads parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from s6damon.config.align import AlignParams
+from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
+from s6damon.config.prepare import PrepareParams
+from s6damon.config.schema import ParamsError, build, param, to_dict
+
+__all__ = ["Params", "ParamsError", "load_params", "to_dict"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """The whole of ``params.yaml``."""
+
+    seed: int = param(1234, minimum=0, help="global random seed, recorded in every metrics file")
+    threads: int = param(2, minimum=1, help="torch intra-op threads for training and inference")
+    prepare: PrepareParams = dataclasses.field(default_factory=PrepareParams)
+    align: AlignParams = dataclasses.field(default_factory=AlignParams)
+    model: ModelParams = dataclasses.field(default_factory=ModelParams)
+    pretrain: PretrainParams = dataclasses.field(default_factory=PretrainParams)
+    finetune: FinetuneParams = dataclasses.field(default_factory=FinetuneParams)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ParamsError: a key is unknown, mistyped or out of range; the message names the key
+            and the file.
+    """
+    path = Path(path)
+    try:
+        data: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from err
+    try:
+        return build(Params, data)
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from err
