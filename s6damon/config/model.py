@@ -3,39 +3,101 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
-from s6damon.config.schema import param
+from s6damon.config.schema import ParamsError, param
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelParams:
+    """Shape of the default tiny wav2vec 2.0 model (ignored where ``init`` is a checkpoint)."""
+
     init: str = param("", help="local Hugging Face checkpoint folder; empty = pretrain the tiny model")
-    hidden_size: int = param(256, minimum=8)
-    num_layers: int = param(4, minimum=1)
-    num_heads: int = param(4, minimum=1)
-    intermediate_size: int = param(1024, minimum=8)
-    conv_dim: list[int] = param([32, 64, 128, 128, 128, 128, 128], minimum=1)
-    conv_kernel: list[int] = param([10, 3, 3, 3, 3, 2, 2], minimum=1)
-    conv_stride: list[int] = param([5, 2, 2, 2, 2, 2, 2], minimum=1)
+    hidden_size: int = param(256, minimum=8, help="transformer width")
+    num_layers: int = param(4, minimum=1, help="transformer layers")
+    num_heads: int = param(4, minimum=1, help="attention heads per layer")
+    intermediate_size: int = param(1024, minimum=8, help="FFN inner width")
+    conv_dim: list[int] = param([32, 64, 128, 128, 128, 128, 128], minimum=1,
+                                help="channels of each conv feature-encoder layer")
+    conv_kernel: list[int] = param([10, 3, 3, 3, 3, 2, 2], minimum=1, help="kernel of each conv layer")
+    conv_stride: list[int] = param([5, 2, 2, 2, 2, 2, 2], minimum=1,
+                                   help="stride of each conv layer (product 320 = one token per 20 ms)")
+    conv_pos_kernel: int = param(64, minimum=2, help="kernel of the convolutional position embedding")
+    conv_pos_groups: int = param(16, minimum=1, help="groups of the convolutional position embedding")
+    stable_layer_norm: bool = param(True, help="pre-LN transformer (wav2vec2-large style); trains more stably")
+    hidden_dropout: float = param(0.1, minimum=0.0, maximum=1.0, help="dropout in transformer layers")
+    attention_dropout: float = param(0.1, minimum=0.0, maximum=1.0)
+    activation_dropout: float = param(0.0, minimum=0.0, maximum=1.0, help="dropout inside the FFN")
+    feat_proj_dropout: float = param(0.1, minimum=0.0, maximum=1.0, help="dropout after the feature projection")
+    final_dropout: float = param(0.1, minimum=0.0, maximum=1.0, help="dropout before the CTC head")
+    layerdrop: float = param(0.0, minimum=0.0, maximum=1.0, help="probability of skipping a whole layer")
+    codevector_dim: int = param(128, minimum=1, help="SSL quantiser: dimension of a code vector")
+    proj_codevector_dim: int = param(128, minimum=1, help="SSL: dimension of the contrastive projection")
+    num_codevector_groups: int = param(2, minimum=1, help="SSL quantiser: codebook groups G")
+    num_codevectors_per_group: int = param(64, minimum=2, help="SSL quantiser: entries per codebook V")
+    device: Literal["cpu", "cuda", "auto"] = param("cpu", help="training device; auto = cuda if available")
 
     def check(self) -> None:
-        from s6damon.config.schema import ParamsError
-
         if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
             raise ParamsError("params: 'model.conv_dim', 'model.conv_kernel' and 'model.conv_stride' must have equal lengths")
         if self.hidden_size % self.num_heads:
             raise ParamsError("params: 'model.hidden_size' must be divisible by 'model.num_heads'")
+        if self.codevector_dim % self.num_codevector_groups:
+            raise ParamsError("params: 'model.codevector_dim' must be divisible by 'model.num_codevector_groups'")
+        if self.hidden_size % self.conv_pos_groups:
+            raise ParamsError("params: 'model.hidden_size' must be divisible by 'model.conv_pos_groups'")
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainParams:
-    steps: int = param(2000, minimum=0)
-    learning_rate: float = param(5e-4, minimum=0.0)
-    checkpoint_every: int = param(200, minimum=1)
+    """wav2vec 2.0 self-supervised pretraining (contrastive + diversity loss)."""
+
+    enabled: bool = param(True, help="false = skip SSL; finetune starts from random weights")
+    steps: int = param(2000, minimum=0, help="optimiser steps")
+    batch_seconds: float = param(60.0, minimum=1.0, help="audio seconds per batch (all ranks together)")
+    max_seconds: float = param(15.0, minimum=0.5, help="longer utterances are randomly cropped to this")
+    learning_rate: float = param(5e-4, minimum=0.0, help="peak learning rate")
+    warmup_steps: int = param(200, minimum=0, help="linear warmup steps")
+    schedule: Literal["linear", "cosine", "constant"] = param("linear", help="decay after warmup")
+    weight_decay: float = param(0.01, minimum=0.0)
+    grad_clip: float = param(5.0, minimum=0.0, help="max gradient norm; 0 = no clipping")
+    mask_time_prob: float = param(0.5, minimum=0.0, maximum=1.0, help="share of tokens starting a mask span")
+    mask_time_length: int = param(5, minimum=1, help="mask span length in tokens")
+    num_negatives: int = param(50, minimum=1, help="distractors per masked token")
+    diversity_loss_weight: float = param(0.1, minimum=0.0)
+    contrastive_temperature: float = param(0.1, minimum=0.001)
+    gumbel_temperature: list[float] = param([2.0, 0.5], minimum=0.01,
+                                            help="Gumbel softmax temperature [start, end], decayed over the run")
+    feature_grad_mult: float = param(0.1, minimum=0.0, maximum=1.0,
+                                     help="scale of the gradient into the conv feature encoder (wav2vec 2.0: 0.1)")
+    log_every: int = param(20, minimum=1, help="steps between history entries")
+    checkpoint_every: int = param(200, minimum=1, help="steps between resumable checkpoints")
+    progress: bool = param(True, help="show tqdm progress bars")
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneParams:
-    steps: int = param(2000, minimum=0)
-    learning_rate: float = param(1e-3, minimum=0.0)
-    checkpoint_every: int = param(200, minimum=1)
+    """CTC finetuning on characters (and the from-scratch baseline)."""
+
+    steps: int = param(2000, minimum=0, help="optimiser steps")
+    batch_seconds: float = param(60.0, minimum=1.0, help="audio seconds per batch (all ranks together)")
+    max_seconds: float = param(30.0, minimum=0.5, help="utterances longer than this are skipped in training")
+    learning_rate: float = param(1e-3, minimum=0.0, help="peak learning rate")
+    warmup_steps: int = param(200, minimum=0, help="linear warmup steps")
+    schedule: Literal["linear", "cosine", "constant", "tri_stage"] = param(
+        "cosine", help="decay after warmup (tri_stage: hold then exponential decay, as in wav2vec 2.0)")
+    hold_fraction: float = param(0.4, minimum=0.0, maximum=1.0, help="tri_stage: share of steps held at peak")
+    final_lr_scale: float = param(0.05, minimum=0.0, maximum=1.0, help="final LR as a share of the peak")
+    weight_decay: float = param(0.01, minimum=0.0)
+    grad_clip: float = param(5.0, minimum=0.0, help="max gradient norm; 0 = no clipping")
+    freeze_feature_encoder_steps: int = param(0, minimum=0, help="conv encoder frozen for this many steps")
+    mask_time_prob: float = param(0.05, minimum=0.0, maximum=1.0, help="SpecAugment: share of tokens starting a time mask")
+    mask_time_length: int = param(5, minimum=1, help="SpecAugment: time mask length in tokens")
+    mask_feature_prob: float = param(0.0, minimum=0.0, maximum=1.0, help="SpecAugment: share of channels masked")
+    mask_feature_length: int = param(16, minimum=1, help="SpecAugment: channel mask width")
+    eval_every: int = param(500, minimum=1, help="steps between dev-set evaluations (best-by-dev-WER kept)")
+    eval_batch_seconds: float = param(120.0, minimum=1.0, help="audio seconds per decoding batch")
+    log_every: int = param(20, minimum=1, help="steps between history entries")
+    checkpoint_every: int = param(200, minimum=1, help="steps between resumable checkpoints")
+    scratch_baseline: bool = param(True, help="also finetune the same model from random init, same budget")
+    progress: bool = param(True, help="show tqdm progress bars")

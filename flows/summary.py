@@ -1,0 +1,52 @@
+"""Print a one-screen summary of a pipeline run from ``metrics/*.json``.
+
+Usage::
+
+    python -m flows.summary [--seconds ELAPSED]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _load(name: str) -> dict:
+    path = Path("metrics") / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _fmt(x: object, digits: int = 3) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def summary(seconds: int | None = None) -> str:
+    """The summary text: corpus size, alignment accuracy, dev/test WER and CER."""
+    prep, align, ft = _load("prepare"), _load("align"), _load("finetune")
+    lines = ["s6damon pipeline summary", "=" * 24]
+    if prep:
+        lines.append(f"corpus: {_fmt(prep.get('hours_total'), 2)} h; "
+                     + ", ".join(f"{s}: {_fmt(h, 2)} h / {prep.get('utterances', {}).get(s)} utts"
+                                 for s, h in prep.get("hours", {}).items()))
+    for backend, m in align.get("backends", {}).items():
+        lines.append(f"align[{backend}]: word boundary median {_fmt(m.get('word_boundary_median_ms'), 1)} ms, "
+                     f"phone boundary median {_fmt(m.get('phone_boundary_median_ms'), 1)} ms, "
+                     f"within 20 ms {_fmt(m.get('within_20ms'))}, within 50 ms {_fmt(m.get('within_50ms'))}, "
+                     f"failed {m.get('failed')}")
+    for split in ("dev", "test", "test_open"):
+        if split in ft:
+            lines.append(f"finetuned {split}: WER {_fmt(ft[split]['wer'])}  CER {_fmt(ft[split]['cer'])}")
+    for split in ("test", "test_open"):
+        if split in ft.get("scratch", {}):
+            s = ft["scratch"][split]
+            lines.append(f"scratch   {split}: WER {_fmt(s['wer'])}  CER {_fmt(s['cer'])}  (same budget, random init)")
+    if seconds is not None:
+        lines.append(f"dvc repro wall time: {seconds // 60} min {seconds % 60} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=None)
+    print(summary(parser.parse_args().seconds))

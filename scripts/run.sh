@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the whole default pipeline (`dvc repro`), then print a summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1
+start=$(date +%s)
+dvc repro "$@"
+python -m flows.summary --seconds $(( $(date +%s) - start ))

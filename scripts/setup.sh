@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up s6damon on a fresh Debian/Ubuntu machine. Idempotent: re-running only does what is missing.
+#   - Debian packages: speech synthesisers (flite, festival + voices, espeak-ng), sox, fortunes
+#   - .venv with the pinned Python dependencies and the project installed in editable mode
+#   - git + DVC repository state (analytics off)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(flite flite1-dev festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+              espeak-ng libespeak-ng1 sox libsndfile1 fortunes fortunes-min fortune-mod git)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.s6damon-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing Python dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import s6damon, torch, torchaudio, prefect, dvc, kaldi_hmm_gmm, pocketsphinx"
+  echo "$want" > "$stamp"
+fi
+
+export DVC_NO_ANALYTICS=1
+[ -d .git ] || git init -q
+[ -d .dvc ] || .venv/bin/dvc init -q
+.venv/bin/dvc config core.analytics false
+echo "setup: ok"

@@ -1,0 +1,64 @@
+"""Tasks of the ``pretrain`` and ``finetune`` stages.
+
+Each training run lives in ``.work/runs/<stage>/<fingerprint>/``: its periodic checkpoints
+(a killed run resumes from the latest) and its final model folder. The fingerprint covers
+the params, the seed and the contents of every input, so a changed input starts afresh
+while an unchanged one resumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from s6damon import io
+from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
+from tasks.caching import content_cache, fingerprint
+
+TRAIN_CODE = ("s6damon/model", "s6damon/train", "s6damon/text.py", "s6damon/io.py")
+RUNS = Path(".work/runs")
+
+
+def _split(manifest: Path, split: str):
+    df = io.read_parquet(manifest)
+    return df[df["split"] == split].reset_index(drop=True)
+
+
+@task(cache_policy=content_cache(*TRAIN_CODE, exclude=("progress",)), persist_result=True)
+def pretrain(m: ModelParams, p: PretrainParams, manifest: Path, seed: int, threads: int,
+             progress: bool = True) -> dict[str, Any]:
+    """wav2vec 2.0 SSL pretraining on the training split; returns the model folder and history."""
+    from s6damon.train.pretrain import pretrain as run
+
+    run_dir = RUNS / "pretrain" / fingerprint(m, p, manifest, seed)[:16]
+    history = run(m, p, _split(manifest, "train"), run_dir / "model", run_dir / "checkpoints",
+                  seed=seed, threads=threads)
+    return {"model_dir": str(run_dir / "model"), "history": history}
+
+
+@task(cache_policy=content_cache(*TRAIN_CODE, exclude=("progress",)), persist_result=True)
+def finetune(init: Path | None, m: ModelParams, p: FinetuneParams, manifest: Path, seed: int,
+             threads: int, progress: bool = True) -> dict[str, Any]:
+    """CTC finetuning from ``init`` (a checkpoint folder) or from random init (``None``)."""
+    from s6damon.train.finetune import finetune as run
+
+    run_dir = RUNS / "finetune" / fingerprint(init, m, p, manifest, seed)[:16]
+    history = run(init, m, p, _split(manifest, "train"), _split(manifest, "dev"), run_dir / "model",
+                  run_dir / "checkpoints", seed=seed, threads=threads)
+    return {"model_dir": str(run_dir / "model"), "history": history}
+
+
+@task(cache_policy=content_cache(*TRAIN_CODE), persist_result=True)
+def evaluate(model_dir: Path, manifest: Path, split: str, threads: int):
+    """Greedy transcripts of one split and their WER/CER."""
+    import torch
+
+    from s6damon.model.factory import load_ctc_model
+    from s6damon.train.evaluate import score, transcribe
+
+    torch.set_num_threads(threads)
+    model, tokenizer = load_ctc_model(model_dir)
+    hyps = transcribe(model, tokenizer, _split(manifest, split))
+    return hyps, score(hyps)

@@ -1,0 +1,56 @@
+"""params.yaml validation: every bad value is reported with its dotted key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from s6damon.config import Params, ParamsError, load_params
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "profiles/tiny.yaml"])
+def test_shipped_profiles_are_valid_and_complete(name):
+    params = load_params(REPO / name)
+    assert isinstance(params, Params)
+    # every key of the schema is spelled out in the file, so `dvc params diff` shows it
+    raw = yaml.safe_load((REPO / name).read_text())
+    assert set(raw) == set(Params.__dataclass_fields__)
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"finetune": {"stepz": 3}}, "finetune.stepz"),
+        ({"finetune": {"steps": -1}}, "finetune.steps"),
+        ({"finetune": {"learning_rate": "fast"}}, "finetune.learning_rate"),
+        ({"align": {"backend": "htk"}}, "align.backend"),
+        ({"prepare": {"on_bad_input": "ignore"}}, "prepare.on_bad_input"),
+        ({"seed": 1.5}, "seed"),
+        ({"surprise": 1}, "surprise"),
+        ({"model": {"conv_dim": [32, "x"]}}, "model.conv_dim[1]"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, patch, key):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, value in patch.items():
+        if isinstance(value, dict):
+            raw[section].update(value)
+        else:
+            raw[section] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert f"'{key}'" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: [1,\n")
+    with pytest.raises(ParamsError, match="params.yaml"):
+        load_params(path)
