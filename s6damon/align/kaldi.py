@@ -28,9 +28,9 @@ import kaldi_hmm_gmm as khg
 import kaldifst
 import numpy as np
 
-from s6damon.align.base import SILENCE, AlignItem, AlignResult
+from s6damon.align.base import SILENCE, AlignError, AlignItem, AlignResult
 from s6damon.align.features import compute_features
-from s6damon.align.kaldi_lang import Lang, build_lang, split_words
+from s6damon.align.kaldi_lang import Lang, attach_compiler, build_lang, split_words
 from s6damon.align.lexicon import build_lexicon
 from s6damon.config.align import AlignParams, KaldiAlignParams
 
@@ -123,8 +123,8 @@ def _update(am, tm, accs, trans, kp: KaldiAlignParams, mixup: int, min_occ: floa
     opts = khg.MleDiagGmmOptions()
     opts.min_gaussian_occupancy = min_occ
     khg.mle_am_diag_gmm_update(config=opts, amdiag_gmm_acc=accs, flags=flags, am_gmm=am)
-    if mixup > am.num_gauss():
-        occs = np.array([accs.get_acc(i).occupancy.sum() for i in range(accs.num_accs())],
+    if mixup > am.num_gauss:
+        occs = np.array([accs.get_acc(i).occupancy.sum() for i in range(accs.num_accs)],
                         dtype=np.float32)
         am.split_by_count(state_occs=occs, target_components=mixup,
                           perturb_factor=kp.perturb_factor, power=kp.mixup_power,
@@ -145,13 +145,12 @@ def _equal_align(graphs, feats, seed: int) -> tuple[dict[str, list[int]], dict[s
     return alis, bad
 
 
-def train_monophone(lang: Lang, graphs, feats, kp: KaldiAlignParams, jobs: int):
-    """Train a monophone GMM-HMM; returns (transition model, acoustic model, failures)."""
-    tm, _, am = _init_model(lang, feats)
+def train_monophone(lang: Lang, tm, am, graphs, feats, kp: KaldiAlignParams, jobs: int):
+    """Train the flat-start monophone model ``am`` in place; returns failures by utt."""
     alis, failed = _equal_align(graphs, feats, kp.seed)
     if not alis:
-        return tm, am, failed
-    num_gauss = am.num_gauss()
+        return failed
+    num_gauss = am.num_gauss
     max_inc = max(1, int(kp.mono_iters * 0.75))
     inc = max(0, (kp.max_gaussians - num_gauss) // max_inc)
     accs, trans, like = _accumulate(am, tm, feats, alis)
@@ -175,24 +174,27 @@ def train_monophone(lang: Lang, graphs, feats, kp: KaldiAlignParams, jobs: int):
         if it <= max_inc:
             num_gauss += inc
         log.info("mono iter %d: avg loglike/frame %.3f, %d gauss, %.1fs", it, like / frames,
-                 am.num_gauss(), time.time() - t0)
-    return tm, am, failed
+                 am.num_gauss, time.time() - t0)
+    return failed
 
 
 def frames_to_intervals(utt: str, ali: list[int], tm, lang: Lang, words: list[str],
                         shift: float) -> tuple[list[tuple], list[tuple]]:
     """Phone and word intervals (seconds) from a transition-id alignment.
 
-    A phone ends on the frame whose transition enters the HMM's final state, so repeated
+    A phone starts on the forward transition out of its first HMM state, so repeated
     identical phones stay separate. Words are recovered by matching the speech phones
     against the pronunciations of the transcript's words in order.
     """
     phones: list[tuple[str, int, int]] = []
-    start = 0
     for t, tid in enumerate(ali):
-        if tm.is_final(int(tid)) or t == len(ali) - 1:
-            phones.append((lang.id2phone[tm.transition_id_to_phone(int(tid))], start, t + 1))
-            start = t + 1
+        tid = int(tid)
+        # Graphs use Kaldi's reordered self-loops: each HMM state's forward transition
+        # comes before its self-loops, so a phone starts at the first state's forward one.
+        if not phones or (tm.transition_ids_is_start_of_phone(tid) and not tm.is_self_loop(tid)):
+            phones.append((lang.id2phone[tm.transition_id_to_phone(tid)], t, t + 1))
+        else:
+            phones[-1] = (phones[-1][0], phones[-1][1], t + 1)
     # merge consecutive silences (optional silence between words may repeat)
     merged: list[tuple[str, int, int]] = []
     for p in phones:
@@ -229,7 +231,12 @@ class KaldiAligner:
                                 use_g2p=self.p.g2p, max_prons=self.p.max_pronunciations)
         feats, bad = compute_features(items, kp, self.p.jobs)
         failed.update(bad)
+        if not feats:
+            raise AlignError(f"kaldi: no readable audio among {len(items)} utterances "
+                             f"(first: {next(iter(failed.items()))})")
         lang = build_lang(lexicon, kp)
+        tm, tree, am = _init_model(lang, feats)
+        attach_compiler(lang, tm, tree)
         texts = {it.utt_id: it.text.split() for it in items}
         graphs = {}
         for utt in feats:
@@ -239,10 +246,8 @@ class KaldiAligner:
                 failed[utt] = f"training graph failed: {err}"
         if not graphs:
             raise_all = "; ".join(f"{u}: {r}" for u, r in list(failed.items())[:5])
-            from s6damon.align.base import AlignError
-
             raise AlignError(f"kaldi: no utterance can be aligned ({raise_all})")
-        tm, am, bad = train_monophone(lang, graphs, feats, kp, self.p.jobs)
+        bad = train_monophone(lang, tm, am, {u: g for u, g in graphs.items()}, feats, kp, self.p.jobs)
         failed.update(bad)
         t_train = time.time() - t0
         _SHARED.update(am=am, tm=tm, graphs=graphs, feats=feats, kp=kp,
@@ -258,12 +263,13 @@ class KaldiAligner:
             except ValueError as err:
                 failed[utt] = str(err)
                 continue
+            failed.pop(utt, None)  # the final alignment decides (e.g. skipped in training)
             prow += p
             wrow += w
         _SHARED.clear()
         (workdir / "kaldi_log.txt").write_text(
             f"utterances {len(items)} aligned {len({r[0] for r in wrow})} failed {len(failed)}\n"
-            f"gaussians {am.num_gauss()} pdfs {am.num_pdfs()}\n"
+            f"gaussians {am.num_gauss} pdfs {am.num_pdfs}\n"
             f"train_s {t_train:.1f} total_s {time.time() - t0:.1f}\n")
         order = {it.utt_id: i for i, it in enumerate(items)}
         fails = [{"utt_id": u, "reason": r} for u, r in sorted(failed.items(), key=lambda x: order[x[0]])]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import subprocess
 import tempfile
 from pathlib import Path
@@ -86,7 +87,10 @@ def voice_info(voice: str) -> VoiceInfo:
     if voice.startswith("espeak:") and len(voice) > len("espeak:"):
         name = voice.split(":", 1)[1]
         variant = name.split("+", 1)[1] if "+" in name else ""
-        return VoiceInfo("espeak", name, "f" if variant.lower() in _ESPEAK_FEMALE_VARIANTS else "m")
+        # the variant (formants, pitch) is the "person"; the language only changes accent,
+        # so en+f2 and en-us+f2 count as the same speaker for split disjointness
+        return VoiceInfo("espeak", f"espeak-{variant.lower() or 'default'}",
+                         "f" if variant.lower() in _ESPEAK_FEMALE_VARIANTS else "m")
     known = sorted(_FIXED_VOICES) + ["espeak:<lang>+<variant>"]
     raise ValueError(f"unknown voice {voice!r}; known: {known}")
 
@@ -136,10 +140,19 @@ def resample(r: Rendered, sample_rate: int) -> Rendered:
     if r.sample_rate == sample_rate:
         return r
     import torch
-    import torchaudio.functional as AF
 
-    x = AF.resample(torch.from_numpy(r.audio), r.sample_rate, sample_rate).numpy()
+    with torch.no_grad():
+        x = _resampler(r.sample_rate, sample_rate)(torch.from_numpy(r.audio)).numpy()
     return _finish(x.astype(np.float32), sample_rate, r.phones, r.words)
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig: int, new: int):  # noqa: ANN202
+    """Cached torchaudio resampler: building the sinc kernel (e.g. 22050→16000) costs
+    ~0.1 s, far more than applying it, so it is built once per rate pair and process."""
+    import torchaudio.transforms as T
+
+    return T.Resample(orig, new)
 
 
 def render(voice: str, text: str, sample_rate: int = 16000) -> Rendered | None:

@@ -1,0 +1,129 @@
+"""Token-dropping baselines at a given drop ratio: uniform, random, energy (VAD-like), none.
+
+Each one answers the same question as the SALAD detector, "which tokens does the
+transformer see?", at exactly the same drop ratio per utterance
+(``round(drop_ratio * T)`` tokens dropped, at least ``min_keep`` kept), so that WER
+differences come from *which* tokens are dropped, not how many.
+
+Usage::
+
+    keep = baseline_keep("energy", lengths, 0.5, waves=waves, conv_kernel=k, conv_stride=s)
+    out = drop_forward(model, input_values, attention_mask, keep=keep)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from s6damon.salad.frames import frame_energy
+
+BASELINES = ("none", "uniform", "random", "energy")
+
+
+def _n_keep(T: int, drop_ratio: float, min_keep: int) -> int:
+    if not 0.0 <= drop_ratio <= 1.0:
+        raise ValueError(f"drop_ratio must be in [0, 1], got {drop_ratio}")
+    return min(T, max(T - int(round(drop_ratio * T)), min_keep))
+
+
+def none_keep(T: int) -> np.ndarray:
+    """Keep every token: ``(T,)`` all True."""
+    return np.ones(T, dtype=bool)
+
+
+def uniform_keep(T: int, drop_ratio: float, min_keep: int = 1) -> np.ndarray:
+    """Evenly spaced kept tokens (drop 0.5 keeps every 2nd frame, 0.75 every 4th).
+
+    Kept index ``i`` is ``floor((i + 0.5) * T / n_keep)``, centred in its stretch.
+
+    Returns:
+        ``(T,)`` bool with ``T - round(drop_ratio * T)`` (>= ``min_keep``) True.
+    """
+    n = _n_keep(T, drop_ratio, min_keep)
+    keep = np.zeros(T, dtype=bool)
+    if n:
+        keep[np.floor((np.arange(n) + 0.5) * T / n).astype(int)] = True
+    return keep
+
+
+def random_keep(T: int, drop_ratio: float, rng: np.random.Generator | int | None = 0, min_keep: int = 1) -> np.ndarray:
+    """Uniformly random kept tokens (seeded: pass a Generator or a seed).
+
+    Returns:
+        ``(T,)`` bool with ``T - round(drop_ratio * T)`` (>= ``min_keep``) True.
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    n = _n_keep(T, drop_ratio, min_keep)
+    keep = np.zeros(T, dtype=bool)
+    keep[rng.choice(T, size=n, replace=False)] = True
+    return keep
+
+
+def energy_keep_from_energy(energy: np.ndarray, drop_ratio: float, min_keep: int = 1) -> np.ndarray:
+    """Drop the lowest-energy tokens (ties broken towards dropping earlier tokens).
+
+    Args:
+        energy: ``(T,)`` per-token energy (any monotone scale).
+    """
+    e = np.asarray(energy, dtype=np.float64)
+    T = e.size
+    n = _n_keep(T, drop_ratio, min_keep)
+    keep = np.zeros(T, dtype=bool)
+    keep[np.argsort(e, kind="stable")[T - n:]] = True
+    return keep
+
+
+def energy_keep(wave: np.ndarray | torch.Tensor, T: int, drop_ratio: float, conv_kernel: Sequence[int],
+                conv_stride: Sequence[int], min_keep: int = 1) -> np.ndarray:
+    """VAD-like baseline: drop the tokens whose receptive field has the least energy.
+
+    Args:
+        wave: ``(N,)`` unpadded waveform of the utterance.
+        T: its token count.
+        conv_kernel, conv_stride: the model's conv layout (token ``t`` covers
+            ``wave[t*hop : t*hop + receptive_field]``).
+    """
+    return energy_keep_from_energy(frame_energy(wave, T, conv_kernel, conv_stride), drop_ratio, min_keep)
+
+
+def baseline_keep(method: str, lengths: torch.Tensor | Sequence[int], drop_ratio: float, *,
+                  waves: Sequence[np.ndarray | torch.Tensor] | None = None,
+                  conv_kernel: Sequence[int] | None = None, conv_stride: Sequence[int] | None = None,
+                  seed: int = 0, min_keep: int = 1, T: int | None = None) -> torch.Tensor:
+    """Batched keep-mask of one baseline.
+
+    Args:
+        method: one of :data:`BASELINES`.
+        lengths: ``(B,)`` valid token count per utterance.
+        drop_ratio: share of each utterance's tokens to drop.
+        waves: unpadded waveforms (``energy`` only).
+        conv_kernel, conv_stride: conv layout (``energy`` only).
+        seed: ``random`` only; row ``b`` uses ``default_rng([seed, b])`` (reproducible
+            for a fixed batch order; pass a per-utterance seed with batch size 1 otherwise).
+        min_keep: fewest tokens kept per (non-empty) utterance.
+        T: padded width; ``max(lengths)`` when None.
+
+    Returns:
+        ``(B, T)`` bool, False on padding.
+    """
+    lens = [int(x) for x in (lengths.tolist() if isinstance(lengths, torch.Tensor) else lengths)]
+    width = T if T is not None else max(lens, default=0)
+    out = torch.zeros(len(lens), width, dtype=torch.bool)
+    for b, n in enumerate(lens):
+        if method == "none":
+            row = none_keep(n)
+        elif method == "uniform":
+            row = uniform_keep(n, drop_ratio, min_keep)
+        elif method == "random":
+            row = random_keep(n, drop_ratio, np.random.default_rng([seed, b]), min_keep)
+        elif method == "energy":
+            if waves is None or conv_kernel is None or conv_stride is None:
+                raise ValueError("the energy baseline needs waves, conv_kernel and conv_stride")
+            row = energy_keep(waves[b], n, drop_ratio, conv_kernel, conv_stride, min_keep)
+        else:
+            raise ValueError(f"unknown baseline {method!r}; choose one of {list(BASELINES)}")
+        out[b, :n] = torch.from_numpy(row)
+    return out

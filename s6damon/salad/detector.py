@@ -1,0 +1,254 @@
+"""The SALAD saliency detector: P(salient) per token from the conv feature encoder's output.
+
+The detector sees only ``extract_features`` (``(B, T, conv_dim[-1])``), which exists before
+the transformer runs, so dropping can happen between the feature projection and the
+encoder. It is deliberately tiny (a LayerNorm, a couple of 1-D convs, a linear head): its
+FLOPs must be negligible next to the transformer it shortens (:func:`detector_flops` vs
+:func:`encoder_flops`).
+
+Usage::
+
+    det = SaliencyDetector(in_dim=model.config.conv_dim[-1])
+    history = train_detector(det, batches, epochs=5)          # batches of (feats, labels, lengths)
+    thr = choose_threshold(dev_probs, target_drop_ratio=0.5)  # dev_probs: list of (T,) arrays
+    keep = keep_from_probs(predict_proba(det, feats, lengths), lengths, thr)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from s6damon.salad.backbone import length_mask
+from s6damon.salad.frames import conv_layout, num_frames
+from s6damon.salad.labels import agreement
+
+
+class SaliencyDetector(nn.Module):
+    """LayerNorm -> ``num_layers`` x (Conv1d "same" + GELU + dropout) -> Linear -> logit.
+
+    Padded positions are zeroed before every conv, so a padded batch gives exactly the
+    logits of each utterance run alone (the convs' own zero padding sees the same zeros).
+
+    Args:
+        in_dim: feature size (``config.conv_dim[-1]``).
+        hidden: conv channels.
+        kernel_size: odd conv width in tokens (5 = +-40 ms of context per layer).
+        num_layers: number of conv layers (>= 1).
+        dropout: dropout after each conv (training only).
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 64, kernel_size: int = 5, num_layers: int = 2,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd (same-length convs), got {kernel_size}")
+        if num_layers < 1:
+            raise ValueError("num_layers must be >= 1")
+        self.config = {"in_dim": in_dim, "hidden": hidden, "kernel_size": kernel_size,
+                       "num_layers": num_layers, "dropout": dropout}
+        self.norm = nn.LayerNorm(in_dim)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(in_dim if i == 0 else hidden, hidden, kernel_size, padding=kernel_size // 2)
+            for i in range(num_layers))
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Salience logits.
+
+        Args:
+            features: ``(B, T, C)`` conv features.
+            lengths: ``(B,)`` valid token counts; all ``T`` when None.
+
+        Returns:
+            ``(B, T)`` logits (padded positions are meaningless; mask them).
+        """
+        B, T, _ = features.shape
+        mask = (torch.ones(B, T, dtype=torch.bool, device=features.device) if lengths is None
+                else length_mask(lengths.to(features.device), T))
+        m = mask[:, None, :].to(features.dtype)
+        x = self.norm(features).transpose(1, 2)  # (B, C, T)
+        for conv in self.convs:
+            x = self.dropout(F.gelu(conv(x * m)))
+        return self.head((x * m).transpose(1, 2)).squeeze(-1)
+
+
+def detector_loss(logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor | None = None,
+                  pos_weight: float | None = None) -> torch.Tensor:
+    """Binary cross-entropy over valid tokens (mean per token).
+
+    Args:
+        logits: ``(B, T)`` detector logits.
+        labels: ``(B, T)`` 1 = salient, 0 = redundant (any value on padding).
+        lengths: ``(B,)`` valid token counts.
+        pos_weight: weight of the salient class (e.g. ``redundant/salient`` ratio to balance).
+    """
+    T = logits.shape[1]
+    mask = (torch.ones_like(logits, dtype=torch.bool) if lengths is None
+            else length_mask(lengths.to(logits.device), T))
+    pw = None if pos_weight is None else torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+    loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none", pos_weight=pw)
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def train_detector(detector: SaliencyDetector, batches: Iterable[Batch] | Callable[[int], Iterable[Batch]],
+                   epochs: int = 5, lr: float = 1e-3, weight_decay: float = 0.0, pos_weight: float | None = None,
+                   grad_clip: float | None = 1.0, device: str | torch.device = "cpu",
+                   on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+    """Train the detector with AdamW on BCE.
+
+    Args:
+        detector: the model (trained in place, left in eval mode).
+        batches: a re-iterable of ``(features (B,T,C), labels (B,T), lengths (B,))``, or a
+            function ``epoch -> iterable`` (for per-epoch shuffling).
+        epochs: passes over ``batches``.
+        lr, weight_decay: AdamW settings.
+        pos_weight: see :func:`detector_loss`.
+        grad_clip: max gradient norm (None = no clipping).
+        device: where to train.
+        on_epoch: called with ``(epoch, record)`` after each epoch (logging, checkpoints).
+
+    Returns:
+        One ``{"epoch", "loss", "steps"}`` record per epoch (token-weighted mean loss).
+    """
+    detector.to(device).train()
+    opt = torch.optim.AdamW(detector.parameters(), lr=lr, weight_decay=weight_decay)
+    history = []
+    for epoch in range(epochs):
+        total, tokens, steps = 0.0, 0, 0
+        for feats, labels, lengths in (batches(epoch) if callable(batches) else batches):
+            feats, labels, lengths = feats.to(device), labels.to(device), lengths.to(device)
+            loss = detector_loss(detector(feats, lengths), labels, lengths, pos_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(detector.parameters(), grad_clip)
+            opt.step()
+            n = int(lengths.sum())
+            total += float(loss.detach()) * n
+            tokens += n
+            steps += 1
+        rec = {"epoch": epoch, "loss": total / max(tokens, 1), "steps": steps}
+        history.append(rec)
+        if on_epoch is not None:
+            on_epoch(epoch, rec)
+    detector.eval()
+    return history
+
+
+@torch.no_grad()
+def predict_proba(detector: SaliencyDetector, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, T)`` P(salient), 0 on padding (detector run in its current mode)."""
+    p = torch.sigmoid(detector(features, lengths))
+    if lengths is not None:
+        p = p * length_mask(lengths.to(p.device), p.shape[1])
+    return p
+
+
+def _flat(probs: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> np.ndarray:
+    if isinstance(probs, torch.Tensor):
+        return probs.detach().cpu().double().numpy().reshape(-1)
+    if isinstance(probs, np.ndarray) and probs.dtype != object:
+        return probs.astype(np.float64).reshape(-1)
+    parts = [np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float64).reshape(-1)
+             for p in probs]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def choose_threshold(probs: np.ndarray | torch.Tensor | Sequence[np.ndarray], target_drop_ratio: float) -> float:
+    """Threshold on P(salient) that drops ``target_drop_ratio`` of the given (dev) tokens.
+
+    A token is dropped when ``p < threshold``. The threshold sits halfway between the
+    ``k``-th and ``k+1``-th smallest probability (``k = round(ratio * N)``), so exactly ``k``
+    tokens fall below it unless probabilities tie there.
+
+    Args:
+        probs: P(salient) of valid dev tokens only: a flat array or one array per utterance.
+        target_drop_ratio: wanted share of dropped tokens, in [0, 1].
+    """
+    if not 0.0 <= target_drop_ratio <= 1.0:
+        raise ValueError(f"target_drop_ratio must be in [0, 1], got {target_drop_ratio}")
+    p = np.sort(_flat(probs))
+    if p.size == 0:
+        return 0.5
+    k = int(round(target_drop_ratio * p.size))
+    if k <= 0:
+        return float(p[0])
+    if k >= p.size:
+        return float(np.nextafter(p[-1], np.inf))
+    return float(0.5 * (p[k - 1] + p[k])) if p[k] > p[k - 1] else float(p[k])
+
+
+def keep_from_probs(probs: torch.Tensor, lengths: torch.Tensor | None, threshold: float) -> torch.Tensor:
+    """``(B, T)`` keep-mask ``p >= threshold`` on valid tokens (False on padding)."""
+    keep = probs >= threshold
+    if lengths is not None:
+        keep &= length_mask(lengths.to(probs.device), probs.shape[1])
+    return keep
+
+
+def detector_flops(detector: nn.Module, num_tokens: int) -> int:
+    """FLOPs (2 x multiply-accumulates) of the detector's convs and linears on ``num_tokens``.
+
+    Norms and activations are ignored (a few FLOPs per element, well below the matmuls).
+    """
+    flops = 0
+    for m in detector.modules():
+        if isinstance(m, nn.Conv1d):
+            flops += 2 * num_tokens * m.out_channels * (m.in_channels // m.groups) * m.kernel_size[0]
+        elif isinstance(m, nn.Linear):
+            flops += 2 * num_tokens * m.in_features * m.out_features
+    return int(flops)
+
+
+def encoder_flops(config: Any, num_samples: int, num_tokens: int | None = None) -> dict[str, int]:
+    """FLOPs of a wav2vec2/HuBERT CTC forward pass, per part (matmuls and convs only).
+
+    Args:
+        config: the Hugging Face config.
+        num_samples: input length in samples (drives the conv feature encoder).
+        num_tokens: tokens the transformer actually sees (after dropping); all frames when None.
+
+    Returns:
+        ``feature_encoder``, ``feature_projection``, ``pos_conv``, ``transformer``,
+        ``lm_head`` and ``total`` FLOPs.
+    """
+    kernels, strides = conv_layout(config)
+    dims = [1, *[int(d) for d in config.conv_dim]]
+    n, fe = int(num_samples), 0
+    for i, (k, s) in enumerate(zip(kernels, strides)):
+        n = max((n - k) // s + 1, 0)
+        fe += 2 * n * dims[i + 1] * dims[i] * k
+    T_full = int(num_frames(int(num_samples), kernels, strides))
+    T = T_full if num_tokens is None else int(num_tokens)
+    H, F_, L = int(config.hidden_size), int(config.intermediate_size), int(config.num_hidden_layers)
+    proj = 2 * T_full * dims[-1] * H  # projection runs before dropping
+    groups = int(config.num_conv_pos_embedding_groups)
+    pos = 2 * T * H * (H // groups) * int(config.num_conv_pos_embeddings)
+    per_layer = 4 * 2 * T * H * H + 2 * 2 * T * T * H + 2 * 2 * T * H * F_
+    out = {"feature_encoder": fe, "feature_projection": proj, "pos_conv": pos, "transformer": L * per_layer,
+           "lm_head": 2 * T * H * int(config.vocab_size)}
+    out["total"] = sum(out.values())
+    return out
+
+
+def detector_metrics(keep: Sequence[np.ndarray], labels: Sequence[np.ndarray], tolerance: int = 0) -> dict[str, float]:
+    """Precision/recall/F1 of predicted salient tokens against labels, and the drop ratio.
+
+    Args:
+        keep: predicted keep-masks, one ``(T,)`` bool array per utterance.
+        labels: reference labels, same shapes.
+    """
+    m = agreement(list(keep), list(labels), tolerance=tolerance)
+    m["drop_ratio"] = 1.0 - m["keep_ratio_a"] if m["tokens"] else math.nan
+    return m

@@ -1,0 +1,128 @@
+"""CTC finetuning on characters (from a checkpoint, or from scratch as the baseline)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from s6damon.config.model import FinetuneParams, ModelParams
+from s6damon.model.factory import build_ctc_model, count_parameters, load_ctc_model, save_model, unwrap
+from s6damon.model.vocab import build_tokenizer
+from s6damon.train import checkpoint as ck
+from s6damon.train import distributed as dd
+from s6damon.train.data import AudioSet, Batch
+from s6damon.train.evaluate import model_inputs, score, transcribe
+from s6damon.train.loop import LoopConfig, run_loop
+
+log = logging.getLogger(__name__)
+
+
+def _spec_augment(p: FinetuneParams) -> dict[str, Any]:
+    return dict(apply_spec_augment=p.mask_time_prob > 0 or p.mask_feature_prob > 0,
+                mask_time_prob=p.mask_time_prob, mask_time_length=p.mask_time_length, mask_time_min_masks=0,
+                mask_feature_prob=p.mask_feature_prob, mask_feature_length=p.mask_feature_length)
+
+
+def init_model(init: str | Path | None, m: ModelParams, p: FinetuneParams):
+    """``(model, tokenizer)``: the checkpoint at ``init`` with our vocabulary, or a random tiny model."""
+    if init:
+        model, tok = load_ctc_model(init, own_vocab=True, **_spec_augment(p))
+    else:
+        tok = build_tokenizer()
+        model = build_ctc_model(m, tok, **_spec_augment(p))
+    model.train()
+    return model, tok
+
+
+def _set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
+    base = unwrap(model).base_model
+    fe = base.feature_extractor
+    if frozen != (not fe._requires_grad):
+        for prm in fe.parameters():
+            prm.requires_grad = not frozen
+        fe._requires_grad = not frozen  # HF skips the input grad hook when frozen
+
+
+def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: pd.DataFrame, dev: pd.DataFrame | None,
+             out_dir: str | Path, ckpt_dir: str | Path, seed: int, threads: int, *,
+             best_dir: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
+    """Finetune a CTC character model and save it.
+
+    Args:
+        init: checkpoint folder to start from (any local wav2vec2/HuBERT folder); None or
+            "" = random init with shape ``m`` (the from-scratch baseline).
+        m: model shape (used for scratch init and for ``m.device``).
+        p: finetuning recipe.
+        train: manifest rows (``path``, ``duration``, ``text``); rows longer than
+            ``p.max_seconds`` are skipped.
+        dev: rows evaluated every ``p.eval_every`` steps and at the end (None = no eval);
+            the best-by-dev-WER model is saved to ``best_dir`` if given.
+        out_dir: final model folder (Hugging Face format, with tokenizer).
+        ckpt_dir: resumable training checkpoints.
+        best_dir: folder for the best-by-dev-WER model (None = not saved).
+        seed: global seed.
+        threads: torch intra-op threads.
+        stop_at: stop after this step as if killed (tests); nothing is saved to ``out_dir``.
+
+    Returns:
+        ``{"history": [...], "metrics": {...}}``; metrics hold the final (and best) dev WER/CER,
+        train loss, steps, wall time, audio seconds per second and parameter count.
+    """
+    torch.set_num_threads(threads)
+    env = dd.setup(m.device)
+    out_dir, ckpt_dir = Path(out_dir), Path(ckpt_dir)
+    if len(train) == 0:
+        raise ValueError("finetune: the training manifest is empty")
+    ck.seed_everything(seed)  # same random init on every rank
+    model, tok = init_model(init, m, p)
+    train = train[train["duration"] <= p.max_seconds].reset_index(drop=True)
+    data = AudioSet(train, tokenizer=tok)
+    fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
+                        list(train["path"]), list(train["text"]), env.world_size)
+
+    def step_fn(net: torch.nn.Module, batch: Batch, step: int):
+        _set_encoder_frozen(net, step < p.freeze_feature_encoder_steps)
+        out = net(**model_inputs(net, batch), labels=batch.labels)
+        return out.loss, {"loss": float(out.loss.detach())}
+
+    def evaluate(net: torch.nn.Module, step: int, state: dict[str, Any]) -> dict[str, Any] | None:
+        if dev is None or len(dev) == 0 or not (step % p.eval_every == 0 or step == p.steps):
+            return None
+        res = {}
+        if env.is_main:
+            res = score(transcribe(net, tok, dev, p.eval_batch_seconds))
+            if res["wer"] < state.get("best_wer", float("inf")):
+                state.update(best_wer=res["wer"], best_cer=res["cer"], best_step=step)
+                if best_dir is not None:
+                    save_model(net, tok, best_dir)
+        res = dd.broadcast(res, env)
+        state.update({k: v for k, v in dd.broadcast(state, env).items() if k != "history"})
+        return {"dev_wer": res["wer"], "dev_cer": res["cer"]}
+
+    cfg = LoopConfig(steps=p.steps, learning_rate=p.learning_rate, warmup_steps=p.warmup_steps, schedule=p.schedule,
+                     weight_decay=p.weight_decay, grad_clip=p.grad_clip, batch_seconds=p.batch_seconds,
+                     log_every=p.log_every, checkpoint_every=p.checkpoint_every, progress=p.progress,
+                     desc="finetune" if init else "finetune(scratch)", hold_fraction=p.hold_fraction,
+                     final_lr_scale=p.final_lr_scale)
+    res = run_loop(model, data, cfg, step_fn, env, ckpt_dir, fp, seed, hooks=[evaluate], stop_at=stop_at)
+    _set_encoder_frozen(model, False)
+    losses = [h["loss"] for h in res.history if "loss" in h]
+    metrics: dict[str, Any] = {
+        "steps": res.steps_done, "resumed_from": res.resumed_from, "train_seconds": round(res.seconds, 2),
+        "audio_seconds_per_second": round(res.throughput, 2), "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2),
+        "final_train_loss": losses[-1] if losses else None, "parameters": count_parameters(model),
+        "init": str(init or "scratch"), "world_size": env.world_size,
+    }
+    last = [h for h in res.history if "dev_wer" in h]
+    if last:
+        metrics.update(dev_wer=last[-1]["dev_wer"], dev_cer=last[-1]["dev_cer"],
+                       best_dev_wer=res.state.get("best_wer"), best_step=res.state.get("best_step"))
+    if not res.stopped_early and env.is_main:
+        save_model(model, tok, out_dir)
+    dd.barrier(env)
+    return {"history": res.history, "metrics": metrics, "stopped_early": res.stopped_early}

@@ -1,0 +1,148 @@
+"""wav2vec 2.0 self-supervised pretraining (contrastive + codebook-diversity loss).
+
+Spans of encoder tokens are masked (``_compute_mask_indices``); for every masked token the
+transformer output must pick the quantised true latent among ``num_negatives`` distractors
+drawn from the same utterance (``_sample_negative_indices``); a diversity term keeps the
+Gumbel-softmax codebooks in use. Loss is normalised per masked token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import Wav2Vec2ForPreTraining
+from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
+
+from s6damon.config.model import ModelParams, PretrainParams
+from s6damon.model.factory import build_config, count_parameters, load_pretraining_model, save_model, unwrap
+from s6damon.model.vocab import build_tokenizer
+from s6damon.train import checkpoint as ck
+from s6damon.train import distributed as dd
+from s6damon.train.data import SAMPLE_RATE, AudioSet, Batch
+from s6damon.train.evaluate import model_inputs
+from s6damon.train.loop import LoopConfig, run_loop
+
+
+def build_pretraining_model(m: ModelParams, p: PretrainParams, init: str | Path | None = None) -> Wav2Vec2ForPreTraining:
+    """A fresh tiny model (or ``init`` for continued pretraining) with ``p``'s SSL settings."""
+    ssl = dict(mask_time_prob=p.mask_time_prob, mask_time_length=p.mask_time_length, num_negatives=p.num_negatives,
+               diversity_loss_weight=p.diversity_loss_weight,
+               contrastive_logits_temperature=p.contrastive_temperature)
+    if init:
+        return load_pretraining_model(init, **ssl)
+    return Wav2Vec2ForPreTraining(build_config(m, len(build_tokenizer()), **ssl))
+
+
+def _scale_feature_grad(model: Wav2Vec2ForPreTraining, mult: float) -> None:
+    """Scale the gradient flowing into the conv feature encoder (wav2vec 2.0's feature_grad_mult).
+
+    The forward value is unchanged; the backward gradient is multiplied by ``mult``.
+    """
+    if mult >= 1.0:
+        return
+
+    def hook(_module, _inputs, out: torch.Tensor) -> torch.Tensor:
+        return out * mult + out.detach() * (1.0 - mult)
+
+    model.wav2vec2.feature_extractor.register_forward_hook(hook)
+
+
+def gumbel_temperature(step: int, total: int, start: float, end: float) -> float:
+    """Geometric decay of the Gumbel temperature from ``start`` to ``end`` over ``total`` steps."""
+    frac = min(1.0, step / max(1, total))
+    return float(start * (end / start) ** frac)
+
+
+def ssl_targets(model: Wav2Vec2ForPreTraining, batch: Batch, mask_prob: float, mask_length: int,
+                num_negatives: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mask positions and negative indices for a batch (NumPy global RNG, as in HF).
+
+    Returns:
+        ``mask_time_indices`` ``(B, T')`` bool, ``sampled_negative_indices`` ``(B, T', K)``
+        long, and the ``(B, T')`` token attention mask, where ``T'`` is the number of
+        encoder frames.
+    """
+    b, t = batch.input_values.shape
+    frames = int(model._get_feat_extract_output_lengths(torch.tensor(t)))
+    sub_mask = model._get_feature_vector_attention_mask(frames, batch.attention_mask)
+    mask = _compute_mask_indices((b, frames), mask_prob, mask_length, attention_mask=sub_mask, min_masks=2)
+    # tokens beyond an utterance's end must not be masked (nor used as negatives)
+    mask = mask & sub_mask.bool().cpu().numpy()
+    neg = _sample_negative_indices((b, frames), num_negatives, mask_time_indices=mask)
+    dev = batch.input_values.device
+    return (torch.from_numpy(mask).to(dev), torch.from_numpy(neg).to(dev), sub_mask)
+
+
+def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: str | Path, ckpt_dir: str | Path,
+             seed: int, threads: int, *, init: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
+    """Pretrain a wav2vec 2.0 model with the SSL objective and save it as a HF folder.
+
+    Args:
+        m: model shape (ignored for ``init``).
+        p: SSL recipe.
+        train: manifest rows (``path``, ``duration``); transcripts are not used. Utterances
+            longer than ``p.max_seconds`` are randomly cropped.
+        out_dir: where the ``Wav2Vec2ForPreTraining`` folder is written (loadable by
+            :func:`s6damon.model.factory.load_ctc_model` for finetuning).
+        ckpt_dir: resumable training checkpoints.
+        seed: global seed.
+        threads: torch intra-op threads.
+        init: optional wav2vec2 folder to continue pretraining from.
+        stop_at: stop after this step as if killed (tests); nothing is saved to ``out_dir``.
+
+    Returns:
+        ``{"history": [...], "metrics": {...}}``: loss, contrastive and diversity loss per
+        masked token, codebook perplexity per logging step; metrics with the final values,
+        wall time and audio seconds per second.
+    """
+    torch.set_num_threads(threads)
+    env = dd.setup(m.device)
+    if len(train) == 0:
+        raise ValueError("pretrain: the training manifest is empty")
+    ck.seed_everything(seed)
+    model = build_pretraining_model(m, p, init)
+    _scale_feature_grad(model, p.feature_grad_mult)
+    model.train()
+    data = AudioSet(train)
+    max_samples = int(p.max_seconds * SAMPLE_RATE)
+    durations = np.minimum(data.durations, p.max_seconds)
+    data.durations = durations  # batches are sized by the cropped length
+    fp = ck.fingerprint("pretrain", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
+                        list(train["path"]), env.world_size)
+    g0, g1 = p.gumbel_temperature[0], p.gumbel_temperature[-1]
+
+    def batch_fn(rows: list[int], step: int) -> Batch:
+        return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]))
+
+    def step_fn(net: torch.nn.Module, batch: Batch, step: int):
+        inner = unwrap(net)
+        inner.set_gumbel_temperature(gumbel_temperature(step, p.steps, g0, g1))
+        mask, neg, _ = ssl_targets(inner, batch, p.mask_time_prob, p.mask_time_length, p.num_negatives)
+        out = net(**model_inputs(inner, batch), mask_time_indices=mask, sampled_negative_indices=neg)
+        n = mask.sum().clamp(min=1)
+        loss = out.loss / n
+        return loss, {"loss": float(loss.detach()), "contrastive_loss": float(out.contrastive_loss / n),
+                      "diversity_loss": float(out.diversity_loss / n),
+                      "codevector_perplexity": float(out.codevector_perplexity)}
+
+    cfg = LoopConfig(steps=p.steps, learning_rate=p.learning_rate, warmup_steps=p.warmup_steps, schedule=p.schedule,
+                     weight_decay=p.weight_decay, grad_clip=p.grad_clip, batch_seconds=p.batch_seconds,
+                     log_every=p.log_every, checkpoint_every=p.checkpoint_every, progress=p.progress, desc="pretrain")
+    res = run_loop(model, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, stop_at=stop_at)
+    last = res.history[-1] if res.history else {}
+    metrics = {
+        "steps": res.steps_done, "resumed_from": res.resumed_from, "train_seconds": round(res.seconds, 2),
+        "audio_seconds_per_second": round(res.throughput, 2),
+        "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2), "parameters": count_parameters(model),
+        **{f"final_{k}": last.get(k) for k in ("loss", "contrastive_loss", "diversity_loss", "codevector_perplexity")},
+        "world_size": env.world_size,
+    }
+    if not res.stopped_early and env.is_main:
+        save_model(model, build_tokenizer(), out_dir)
+    dd.barrier(env)
+    return {"history": res.history, "metrics": metrics, "stopped_early": res.stopped_early}
