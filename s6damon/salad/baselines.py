@@ -2,7 +2,7 @@
 
 Each one answers the same question as the SALAD detector, "which tokens does the
 transformer see?", at exactly the same drop ratio per utterance
-(``round(drop_ratio * T)`` tokens dropped, at least ``min_keep`` kept), so that WER
+(``floor(drop_ratio * T + 0.5)`` tokens dropped, at least ``min_keep`` kept), so that WER
 differences come from *which* tokens are dropped, not how many.
 
 Usage::
@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,7 +27,8 @@ BASELINES = ("none", "uniform", "random", "energy")
 def _n_keep(T: int, drop_ratio: float, min_keep: int) -> int:
     if not 0.0 <= drop_ratio <= 1.0:
         raise ValueError(f"drop_ratio must be in [0, 1], got {drop_ratio}")
-    return min(T, max(T - int(round(drop_ratio * T)), min_keep))
+    # round half up (not to even) so the count is predictable: 4.5 dropped -> 5
+    return min(T, max(T - int(math.floor(drop_ratio * T + 0.5)), min_keep))
 
 
 def none_keep(T: int) -> np.ndarray:
@@ -40,7 +42,7 @@ def uniform_keep(T: int, drop_ratio: float, min_keep: int = 1) -> np.ndarray:
     Kept index ``i`` is ``floor((i + 0.5) * T / n_keep)``, centred in its stretch.
 
     Returns:
-        ``(T,)`` bool with ``T - round(drop_ratio * T)`` (>= ``min_keep``) True.
+        ``(T,)`` bool with ``T - floor(drop_ratio * T + 0.5)`` (>= ``min_keep``) True.
     """
     n = _n_keep(T, drop_ratio, min_keep)
     keep = np.zeros(T, dtype=bool)
@@ -53,7 +55,7 @@ def random_keep(T: int, drop_ratio: float, rng: np.random.Generator | int | None
     """Uniformly random kept tokens (seeded: pass a Generator or a seed).
 
     Returns:
-        ``(T,)`` bool with ``T - round(drop_ratio * T)`` (>= ``min_keep``) True.
+        ``(T,)`` bool with ``T - floor(drop_ratio * T + 0.5)`` (>= ``min_keep``) True.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     n = _n_keep(T, drop_ratio, min_keep)
