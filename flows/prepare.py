@@ -50,6 +50,11 @@ def prepare(params_path: str = "params.yaml") -> dict:
         log.info("planned %d utterances", len(specs))
         results = _render_all(specs, str(out), p.sample_rate, p.synth.shard_size)
         manifest = pd.concat([r[0] for r in results], ignore_index=True)
+        # Utterances whose exact timings could not be established are listed, never dropped silently.
+        rendered = set(manifest["utt_id"])
+        skipped = [{"utt_id": s.utt_id, "voice": s.voice, "text": s.text,
+                    "reason": "synthesiser timings could not be matched to the words"}
+                   for s in specs if s.utt_id not in rendered]
         truth_phones = pd.concat([r[1] for r in results], ignore_index=True)
         truth_words = pd.concat([r[2] for r in results], ignore_index=True)
     else:

@@ -26,9 +26,9 @@ def summary(seconds: int | None = None) -> str:
     prep, align, ft = _load("prepare"), _load("align"), _load("finetune")
     lines = ["s6damon pipeline summary", "=" * 24]
     if prep:
-        lines.append(f"corpus: {_fmt(prep.get('hours_total'), 2)} h; "
-                     + ", ".join(f"{s}: {_fmt(h, 2)} h / {prep.get('utterances', {}).get(s)} utts"
-                                 for s, h in prep.get("hours", {}).items()))
+        lines.append(f"corpus: {_fmt(prep.get('hours'), 2)} h, {prep.get('utterances')} utterances; "
+                     + ", ".join(f"{s}: {_fmt(m['hours'], 2)} h / {m['utterances']} utts / {m['speakers']} speakers"
+                                 for s, m in prep.get("splits", {}).items()))
     for backend, m in align.get("backends", {}).items():
         lines.append(f"align[{backend}]: word boundary median {_fmt(m.get('word_boundary_median_ms'), 1)} ms, "
                      f"phone boundary median {_fmt(m.get('phone_boundary_median_ms'), 1)} ms, "

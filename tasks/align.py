@@ -10,7 +10,7 @@ from prefect import task
 from s6damon.config.align import AlignParams
 from tasks.caching import content_cache
 
-ALIGN_CODE = ("s6damon/align", "s6damon/text.py", "s6damon/io.py")
+ALIGN_CODE = ("s6damon/align", "s6damon/parallel.py", "s6damon/text.py", "s6damon/io.py")
 
 
 @task(cache_policy=content_cache(*ALIGN_CODE, exclude=("workdir",)), persist_result=True)

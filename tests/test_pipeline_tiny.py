@@ -46,7 +46,7 @@ def test_prepare_writes_manifest_with_unseen_test_voices(pipeline):
     train_speakers = set(m.loc[m.split == "train", "speaker"])
     assert not train_speakers & set(m.loc[m.split.isin(["test", "test_open"]), "speaker"])
     metrics = _metrics(root, "prepare")
-    assert metrics["utterances"]["train"] == int((m.split == "train").sum())
+    assert metrics["splits"]["train"]["utterances"] == int((m.split == "train").sum())
 
 
 def test_align_writes_tables_and_quality(pipeline):

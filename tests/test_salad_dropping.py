@@ -14,6 +14,7 @@ from transformers import HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2For
 from s6damon.salad.baselines import baseline_keep
 from s6damon.salad.detector import SaliencyDetector
 from s6damon.salad.dropping import TokenDropCTC, compact, drop_forward, expand
+from s6damon.salad.frames import num_frames
 from s6damon.salad.guard import ctc_required_lengths
 
 TINY = dict(vocab_size=12, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -21,7 +22,8 @@ TINY = dict(vocab_size=12, hidden_size=32, num_hidden_layers=2, num_attention_he
             feat_extract_norm="layer",  # LayerNorm convs: padding does not leak into features
             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, hidden_dropout=0.0,
             attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0, final_dropout=0.0,
-            layerdrop=0.0, pad_token_id=0, mask_time_prob=0.0, ctc_zero_infinity=True)
+            layerdrop=0.0, pad_token_id=0, mask_time_prob=0.0, ctc_zero_infinity=True,
+            ctc_loss_reduction="mean")
 
 
 def _model(family: str, stable: bool = False):
@@ -70,6 +72,11 @@ def test_keep_all_equals_unmodified_model(family, stable):
     torch.testing.assert_close(out.logits, ref, rtol=0, atol=1e-6)
     torch.testing.assert_close(out_m.logits, ref_m, rtol=0, atol=1e-6)
     assert out.lengths.tolist() == [ref.shape[1]] * 2 and out.drop_ratio == 0.0
+    labels = torch.tensor([[3, 4, 4, 5], [6, 7, -100, -100]])
+    with torch.no_grad():
+        ref_loss = model(x, attention_mask=mask, labels=labels).loss
+        loss = drop_forward(model, x, mask, labels=labels).loss
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("family,stable", MODELS)
@@ -77,9 +84,8 @@ def test_padded_batch_matches_single_utterances(family, stable):
     model = _model(family, stable)
     lengths = [4000, 2570, 3300]
     x, mask = _batch(lengths)
-    T = (max(lengths) - 100) // 80 + 1
-    T = (T - 4) // 4 + 1
-    keep = baseline_keep("random", [((n - 100) // 80 + 1 - 4) // 4 + 1 for n in lengths], 0.5, seed=3, T=T)
+    frames = [num_frames(n, TINY["conv_kernel"], TINY["conv_stride"]) for n in lengths]
+    keep = baseline_keep("random", frames, 0.5, seed=3)
     with torch.no_grad():
         out = drop_forward(model, x, mask, keep=keep)
         for b, n in enumerate(lengths):
@@ -114,6 +120,20 @@ def test_dropping_shortens_sequence_and_trains():
     torch.testing.assert_close(out.loss.detach(), ref)
 
 
+def test_spec_augment_applies_in_training_only():
+    model = Wav2Vec2ForCTC(Wav2Vec2Config(**{**TINY, "mask_time_prob": 0.5, "mask_time_length": 2}))
+    x, mask = _batch([4000, 4000])
+    keep = baseline_keep("uniform", [12, 12], 0.25)
+    torch.manual_seed(0)
+    model.train()
+    a = drop_forward(model, x, mask, keep=keep).logits
+    b = drop_forward(model, x, mask, keep=keep, apply_spec_augment=False).logits
+    assert not torch.allclose(a, b)
+    model.eval()
+    torch.testing.assert_close(drop_forward(model, x, mask, keep=keep).logits,
+                               drop_forward(model, x, mask, keep=keep, apply_spec_augment=False).logits)
+
+
 def test_ctc_guard_restores_tokens_and_counts_fallbacks():
     model = _model("wav2vec2")
     x, mask = _batch([4000, 4000, 4000])
@@ -138,6 +158,10 @@ def test_ctc_guard_restores_tokens_and_counts_fallbacks():
     with torch.no_grad():
         out = drop_forward(model, x, mask, keep=torch.zeros(3, 12, dtype=torch.bool), min_keep_ratio=0.5)
     assert out.lengths.tolist() == [6, 6, 6]
+    # a mask narrower than the frame grid is padded with False (dropped)
+    with torch.no_grad():
+        out = drop_forward(model, x, mask, keep=torch.ones(3, 10, dtype=torch.bool))
+    assert out.lengths.tolist() == [10, 10, 10] and not out.keep[:, 10:].any()
 
 
 def test_detector_driven_dropping_restores_most_salient_first():

@@ -6,10 +6,10 @@ cepstral mean normalisation, then deltas and delta-deltas (Kaldi's ``add-deltas`
 
 from __future__ import annotations
 
-import multiprocessing as mp
 
 import numpy as np
 
+from s6damon.parallel import fork_pool
 from s6damon.align.base import AlignItem
 from s6damon.config.align import KaldiAlignParams
 
@@ -66,7 +66,7 @@ def compute_features(items: list[AlignItem], kp: KaldiAlignParams,
     """Features of every item, and the reason for each item that has none."""
     args = [(it, kp) for it in items]
     if jobs > 1 and len(items) >= 16:
-        with mp.get_context("fork").Pool(jobs) as pool:
+        with fork_pool(jobs) as pool:
             out = pool.map(_one, args, chunksize=max(1, len(items) // (jobs * 4)))
     else:
         out = [_one(a) for a in args]

@@ -20,7 +20,6 @@ model by copy-on-write (the bindings' objects cannot be pickled).
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import kaldi_hmm_gmm as khg
 import kaldifst
 import numpy as np
 
+from s6damon.parallel import fork_pool
 from s6damon.align.base import SILENCE, AlignError, AlignItem, AlignResult
 from s6damon.align.features import compute_features
 from s6damon.align.kaldi_lang import Lang, attach_compiler, build_lang, split_words
@@ -96,7 +96,7 @@ def _align_all(utts: list[str], jobs: int) -> list[tuple[str, list[int] | None, 
     if jobs <= 1 or len(utts) < 8:
         return [_align_one(u) for u in utts]
     # fork: workers see _SHARED (model, graphs, features) without pickling
-    with mp.get_context("fork").Pool(jobs) as pool:
+    with fork_pool(jobs) as pool:
         return pool.map(_align_one, utts, chunksize=max(1, len(utts) // (jobs * 8)))
 
 

@@ -10,11 +10,11 @@ beams, then reported as failed.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
 
+from s6damon.parallel import fork_pool
 from s6damon.align.base import SILENCE, AlignItem, AlignResult
 from s6damon.align.features import load_wav
 from s6damon.align.lexicon import build_lexicon
@@ -115,7 +115,7 @@ class PocketsphinxAligner:
         _WORKER.clear()
         _WORKER.update(p=self.p, lexicon=lexicon)
         if self.p.jobs > 1 and len(items) >= 8:
-            with mp.get_context("fork").Pool(self.p.jobs) as pool:
+            with fork_pool(self.p.jobs) as pool:
                 out = pool.map(_align_item, items, chunksize=max(1, len(items) // (self.p.jobs * 8)))
         else:
             out = [_align_item(it) for it in items]

@@ -51,6 +51,10 @@ def extract_features(model: nn.Module, input_values: torch.Tensor,
         input_values: ``(B, N)`` waveforms, right-padded.
         attention_mask: ``(B, N)`` 1 on real samples.
 
+    With ``feat_extract_norm="group"`` (wav2vec2-base) the first conv's GroupNorm
+    normalises over time including padding, so padded-batch features differ slightly from
+    single-utterance ones, exactly as in the unmodified model; ``"layer"`` models are exact.
+
     Returns:
         ``(features, lengths)``: ``(B, T, C)`` conv features (``C = conv_dim[-1]``, padded
         positions zeroed) and ``(B,)`` valid token counts.

@@ -147,7 +147,8 @@ def train_detector(detector: SaliencyDetector, batches: Iterable[Batch] | Callab
 
 
 @torch.no_grad()
-def predict_proba(detector: SaliencyDetector, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+def predict_proba(detector: SaliencyDetector, features: torch.Tensor,
+                  lengths: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, T)`` P(salient), 0 on padding (detector run in its current mode)."""
     p = torch.sigmoid(detector(features, lengths))
     if lengths is not None:

@@ -50,6 +50,7 @@ class DropOutput:
         loss: CTC loss when labels were given, else None.
         fallbacks: number of utterances whose keep-mask the guard had to extend.
         fell_back: ``(B,)`` bool, which utterances those were.
+        hidden_states: ``(B, T', H)`` the encoder's last hidden state on the kept tokens.
     """
 
     logits: torch.Tensor
@@ -60,6 +61,7 @@ class DropOutput:
     loss: torch.Tensor | None = None
     fallbacks: int = 0
     fell_back: torch.Tensor | None = None
+    hidden_states: torch.Tensor | None = None
 
     @property
     def drop_ratio(self) -> float:
@@ -126,8 +128,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: t
         model: ``Wav2Vec2ForCTC`` or ``HubertForCTC`` (train or eval mode).
         input_values: ``(B, N)`` right-padded waveforms.
         attention_mask: ``(B, N)`` 1 on real samples (None: no padding).
-        keep: ``(B, T)`` bool, True = keep (``T`` = conv frames). Overrides the detector.
-            Keep all when both are None.
+        keep: ``(B, T)`` bool, True = keep (``T`` = conv frames; a narrower mask is padded
+            with False, a wider one cut). Overrides the detector. Keep all when both are None.
         labels: ``(B, L)`` CTC targets, ``-100`` on padding; enables the loss and the
             transcript part of the guard.
         detector: a :class:`~s6damon.salad.detector.SaliencyDetector` run (without
@@ -161,7 +163,11 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: t
         keep = scores >= threshold
     if keep is None:
         keep = frame_mask
-    keep = keep.to(feats.device).bool() & frame_mask
+    keep = keep.to(feats.device).bool()
+    if keep.shape[1] != T:
+        # masks built from token lengths are max(lengths) wide; the batch may be padded wider
+        keep = keep[:, :T] if keep.shape[1] > T else torch.nn.functional.pad(keep, (0, T - keep.shape[1]))
+    keep = keep & frame_mask
 
     need = torch.full((B,), max(1, int(min_keep)), dtype=torch.long, device=feats.device)
     if min_keep_ratio > 0:
@@ -181,7 +187,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: t
     if labels is not None:
         loss = _ctc_loss(model, logits, labels, lengths)
     return DropOutput(logits=logits, lengths=lengths, keep=keep, index=index, frame_lengths=frame_len,
-                      loss=loss, fallbacks=int(fell_back.sum()), fell_back=fell_back)
+                      loss=loss, fallbacks=int(fell_back.sum()), fell_back=fell_back,
+                      hidden_states=hs)
 
 
 def _ctc_loss(model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -200,7 +207,8 @@ class TokenDropCTC(nn.Module):
 
     Holds the wrapped model (its parameters are this module's, so optimisers, ``state_dict``
     and DDP see them), an optional frozen detector and threshold, and running statistics
-    of kept tokens and guard fallbacks.
+    of kept tokens and guard fallbacks. Under DDP wrap this module, not the inner model:
+    the inner model's ``forward`` is never called, only its submodules.
 
     Args:
         model: ``Wav2Vec2ForCTC`` / ``HubertForCTC``.

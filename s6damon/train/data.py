@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 
 SAMPLE_RATE = 16000
@@ -33,6 +32,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     Raises:
         ValueError: the file cannot be read (message names it).
     """
+    import soundfile as sf  # imported here: decoding-only users need no libsndfile
+
     try:
         wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:
