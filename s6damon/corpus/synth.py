@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -381,10 +382,15 @@ class _Espeak:
         return (audio.astype(np.float32) / 32768.0), list(self.events)
 
 
+#: libespeak-ng keeps one global synthesiser: callers in several threads take turns.
+_ESPEAK_LOCK = threading.Lock()
+
+
 def _espeak(name: str, texts: list[str]) -> list[Rendered | None]:
-    eng = _Espeak.get()
-    eng.set_voice(name)
-    return [_espeak_one(eng, t) for t in texts]
+    with _ESPEAK_LOCK:
+        eng = _Espeak.get()
+        eng.set_voice(name)
+        return [_espeak_one(eng, t) for t in texts]
 
 
 def _espeak_one(eng: _Espeak, text: str) -> Rendered | None:
