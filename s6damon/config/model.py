@@ -61,6 +61,8 @@ class PretrainParams:
     schedule: Literal["linear", "cosine", "constant"] = param("linear", help="decay after warmup")
     weight_decay: float = param(0.01, minimum=0.0)
     grad_clip: float = param(5.0, minimum=0.0, help="max gradient norm; 0 = no clipping")
+    speed_perturb: list[float] = param([0.85, 1.2], minimum=0.5, maximum=2.0,
+                                       help="[low, high] random speed/pitch factor per utterance; [1, 1] = off")
     mask_time_prob: float = param(0.5, minimum=0.0, maximum=1.0, help="share of tokens starting a mask span")
     mask_time_length: int = param(5, minimum=1, help="mask span length in tokens")
     num_negatives: int = param(50, minimum=1, help="distractors per masked token")
@@ -90,6 +92,8 @@ class FinetuneParams:
     final_lr_scale: float = param(0.05, minimum=0.0, maximum=1.0, help="final LR as a share of the peak")
     weight_decay: float = param(0.01, minimum=0.0)
     grad_clip: float = param(5.0, minimum=0.0, help="max gradient norm; 0 = no clipping")
+    speed_perturb: list[float] = param([0.85, 1.2], minimum=0.5, maximum=2.0,
+                                       help="[low, high] random speed/pitch factor per utterance; [1, 1] = off")
     freeze_feature_encoder_steps: int = param(0, minimum=0, help="conv encoder frozen for this many steps")
     mask_time_prob: float = param(0.05, minimum=0.0, maximum=1.0, help="SpecAugment: share of tokens starting a time mask")
     mask_time_length: int = param(5, minimum=1, help="SpecAugment: time mask length in tokens")

@@ -134,11 +134,12 @@ def load_ctc_model(folder: str | Path, *, own_vocab: bool = False, **overrides: 
         CheckpointError: naming the folder or file that is missing or corrupt.
     """
     folder = Path(folder)
+    _quiet_hf()
     cfg = _read_config(folder)
     config_cls, ctc_cls = _FAMILIES[cfg["model_type"]]
     is_ctc = any(a.endswith("ForCTC") for a in cfg.get("architectures") or [])
     tokenizer = _load_tokenizer(folder) if is_ctc else None
-    if tokenizer is not None and own_vocab and tokenizer.get_vocab() != build_vocab():
+    if is_ctc and own_vocab and (tokenizer.get_vocab() if tokenizer else None) != build_vocab():
         log.warning("%s: vocabulary differs from ours; the CTC head is re-initialised", folder)
         tokenizer, is_ctc = None, False
     if tokenizer is None and is_ctc and cfg.get("vocab_size") != len(build_vocab()):
@@ -167,12 +168,20 @@ def unwrap(model: torch.nn.Module) -> PreTrainedModel:
     return getattr(model, "module", model)
 
 
+def _quiet_hf() -> None:
+    # HF's per-shard progress bars would flood logs of every save/load
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def save_model(model: torch.nn.Module, tokenizer: Wav2Vec2CTCTokenizer, folder: str | Path) -> Path:
     """Atomically write a loadable Hugging Face folder (weights, config, tokenizer, preprocessor).
 
     The folder appears complete or not at all: it is written beside ``folder`` and renamed.
     """
     folder = Path(folder)
+    _quiet_hf()
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         unwrap(model).save_pretrained(str(tmp))

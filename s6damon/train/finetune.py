@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -85,6 +86,9 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
                         list(train["path"]), list(train["text"]), env.world_size)
 
+    def batch_fn(rows: list[int], step: int) -> Batch:
+        return data.batch(rows, rng=np.random.default_rng([seed, step, env.rank]), speed=p.speed_perturb)
+
     def step_fn(net: torch.nn.Module, batch: Batch, step: int):
         _set_encoder_frozen(net, step < p.freeze_feature_encoder_steps)
         out = net(**model_inputs(net, batch), labels=batch.labels)
@@ -109,7 +113,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
                      log_every=p.log_every, checkpoint_every=p.checkpoint_every, progress=p.progress,
                      desc="finetune" if init else "finetune(scratch)", hold_fraction=p.hold_fraction,
                      final_lr_scale=p.final_lr_scale)
-    res = run_loop(model, data, cfg, step_fn, env, ckpt_dir, fp, seed, hooks=[evaluate], stop_at=stop_at)
+    res = run_loop(model, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, hooks=[evaluate], stop_at=stop_at)
     _set_encoder_frozen(model, False)
     losses = [h["loss"] for h in res.history if "loss" in h]
     metrics: dict[str, Any] = {

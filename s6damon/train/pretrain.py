@@ -117,7 +117,7 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
     g0, g1 = p.gumbel_temperature[0], p.gumbel_temperature[-1]
 
     def batch_fn(rows: list[int], step: int) -> Batch:
-        return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]))
+        return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]), p.speed_perturb)
 
     def step_fn(net: torch.nn.Module, batch: Batch, step: int):
         inner = unwrap(net)
@@ -126,8 +126,8 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
         out = net(**model_inputs(inner, batch), mask_time_indices=mask, sampled_negative_indices=neg)
         n = mask.sum().clamp(min=1)
         loss = out.loss / n
-        return loss, {"loss": float(loss.detach()), "contrastive_loss": float(out.contrastive_loss / n),
-                      "diversity_loss": float(out.diversity_loss / n),
+        return loss, {"loss": float(loss.detach()), "contrastive_loss": float(out.contrastive_loss.detach() / n),
+                      "diversity_loss": float(out.diversity_loss.detach() / n),
                       "codevector_perplexity": float(out.codevector_perplexity)}
 
     cfg = LoopConfig(steps=p.steps, learning_rate=p.learning_rate, warmup_steps=p.warmup_steps, schedule=p.schedule,

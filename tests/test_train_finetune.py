@@ -1,0 +1,66 @@
+"""CTC finetuning, decoding, scoring, and resumption that gives identical weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pandas as pd
+import torch
+
+from s6damon.model.factory import load_ctc_model
+from s6damon.train.checkpoint import list_checkpoints
+from s6damon.train.evaluate import score, transcribe
+from s6damon.train.finetune import finetune
+from _train_fixtures import make_manifest, tiny_params
+
+
+def _weights(folder):
+    model, _ = load_ctc_model(folder)
+    return model.state_dict()
+
+
+def test_finetune_from_scratch_saves_decodes_and_scores(tmp_path):
+    m, _, p = tiny_params()
+    df = make_manifest(tmp_path / "wav", 10)
+    out = finetune(None, m, p, df, df.iloc[:4], tmp_path / "model", tmp_path / "ck", seed=1, threads=1,
+                   best_dir=tmp_path / "best")
+    assert out["metrics"]["steps"] == p.steps and out["metrics"]["init"] == "scratch"
+    assert out["metrics"]["audio_seconds_per_second"] > 0
+    assert [h["step"] for h in out["history"] if "dev_wer" in h] == [2, 4]
+    assert all("loss" in h and "lr" in h for h in out["history"])
+    model, tok = load_ctc_model(tmp_path / "model")
+    assert (tmp_path / "best" / "config.json").is_file()
+    res = transcribe(model, tok, df.iloc[:5], batch_seconds=2.0)
+    assert list(res.columns) == ["utt_id", "ref", "hyp"] and list(res["utt_id"]) == list(df["utt_id"][:5])
+    s = score(res)
+    assert 0 <= s["cer"] and s["wer"] >= 0 and s["utterances"] == 5
+
+
+def test_score_counts_errors():
+    df = pd.DataFrame({"utt_id": ["a", "b"], "ref": ["turn on the light", "stop"], "hyp": ["turn of the light", ""]})
+    s = score(df)
+    assert abs(s["wer"] - 2 / 5) < 1e-9 and s["cer"] > 0
+
+
+def test_resumed_finetune_equals_uninterrupted(tmp_path):
+    m, _, p = tiny_params()
+    p = dataclasses.replace(p, steps=6, checkpoint_every=2, eval_every=3)
+    df = make_manifest(tmp_path / "wav", 8)
+    full = finetune(None, m, p, df, df.iloc[:2], tmp_path / "full", tmp_path / "ck_full", seed=3, threads=1)
+    killed = finetune(None, m, p, df, df.iloc[:2], tmp_path / "res", tmp_path / "ck_res", seed=3, threads=1, stop_at=3)
+    assert killed["stopped_early"] and not (tmp_path / "res").exists()
+    assert [c.name for c in list_checkpoints(tmp_path / "ck_res")] == ["step_00000002.pt"]
+    resumed = finetune(None, m, p, df, df.iloc[:2], tmp_path / "res", tmp_path / "ck_res", seed=3, threads=1)
+    assert resumed["metrics"]["resumed_from"] == 2
+    assert len(list_checkpoints(tmp_path / "ck_res")) == 2  # only the last two are kept
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "res")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert full["history"] == resumed["history"]
+    # a different configuration does not pick up these checkpoints
+    other = finetune(None, m, dataclasses.replace(p, learning_rate=1e-4), df, None, tmp_path / "o",
+                     tmp_path / "ck_res", seed=3, threads=1)
+    assert other["metrics"]["resumed_from"] == 0
