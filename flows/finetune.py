@@ -30,11 +30,13 @@ PRETRAINED = Path("models/pretrained")
 EVAL_SPLITS = ("dev", "test", "test_open")
 
 
-def resolve_init(pretrained: Path = PRETRAINED) -> Path:
-    """The checkpoint finetuning starts from: the pretrain stage's output or ``model.init``."""
+def resolve_init(pretrained: Path = PRETRAINED) -> Path | None:
+    """The checkpoint finetuning starts from: the pretrain stage's output, ``model.init``, or
+    None (random init) when pretraining is disabled."""
     pointer = pretrained / "source.json"
     if pointer.exists():
-        return Path(json.loads(pointer.read_text())["init"])
+        init = json.loads(pointer.read_text())["init"]
+        return Path(init) if init else None
     if not pretrained.is_dir():
         raise FileNotFoundError(f"{pretrained}: no pretrained model (run the pretrain stage first)")
     return pretrained
@@ -46,10 +48,9 @@ def _train_and_score(name: str, init: Path | None, params, manifest: Path, split
                               params.threads, outputs=lambda r: [r["model_dir"]])
     with io.atomic_path(Path("models") / name) as tmp:
         shutil.copytree(result["model_dir"], tmp)
-    history = result["history"]
-    write_curve(f"plots/{name}.csv", history.get("log", []))
+    write_curve(f"plots/{name}.csv", result["history"])
     present = set(io.read_parquet(manifest)["split"])
-    scores: dict = {}
+    scores: dict = {"train": result["metrics"]}
     for split in splits:
         if split not in present:
             continue
@@ -70,7 +71,7 @@ def finetune(params_path: str = "params.yaml") -> dict:
     # The same model and finetuning budget from random init: what pretraining buys.
     metrics["scratch"] = _train_and_score("scratch", None, params, manifest, ("test", "test_open"))
     metrics["seed"] = params.seed
-    metrics["init"] = str(init)
+    metrics["init"] = str(init) if init else "random"
     io.write_json("metrics/finetune.json", metrics)
     log.info("finetune: %s", metrics)
     return metrics

@@ -7,7 +7,8 @@ Usage::
 Writes a Hugging Face checkpoint folder to ``models/pretrained``, ``metrics/pretrain.json``
 and the loss curve ``plots/pretrain.csv``. When ``model.init`` names a local checkpoint
 folder, pretraining is skipped and ``models/pretrained/source.json`` points at that folder
-(with its content hash, so DVC re-runs finetuning when the checkpoint changes).
+(with its content hash, so DVC re-runs finetuning when the checkpoint changes); with
+``pretrain.enabled: false`` it records that finetuning starts from random init.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ def pretrain(params_path: str = "params.yaml") -> dict:
     """Pretrain the tiny model (or point at ``model.init``)."""
     params = load_params(params_path)
     log = get_run_logger()
-    if params.model.init:
+    if not params.pretrain.enabled:
+        with io.atomic_path(OUT) as tmp:
+            tmp.mkdir()
+            io.write_json(tmp / "source.json", {"init": None})
+        metrics = {"skipped": True, "init": None}
+        log.info("pretrain.enabled is false: finetuning starts from random init")
+    elif params.model.init:
         init = Path(params.model.init)
         if not init.is_dir():
             raise FileNotFoundError(f"params: 'model.init' names {init}, which is not a checkpoint folder")
@@ -47,10 +54,8 @@ def pretrain(params_path: str = "params.yaml") -> dict:
                                   params.threads, outputs=lambda r: [r["model_dir"]])
         with io.atomic_path(OUT) as tmp:
             shutil.copytree(result["model_dir"], tmp)
-        history = result["history"]
-        write_curve("plots/pretrain.csv", history.get("log", []))
-        metrics = {"skipped": False, "seed": params.seed,
-                   **{k: v for k, v in history.items() if k != "log"}}
+        write_curve("plots/pretrain.csv", result["history"])
+        metrics = {"skipped": False, "seed": params.seed, **result["metrics"]}
     io.write_json("metrics/pretrain.json", metrics)
     return metrics
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from s6damon.errors import InputError
+
 #: Characters the CTC model can emit, besides blank and the word delimiter.
 LETTERS = "abcdefghijklmnopqrstuvwxyz'"
 #: Word delimiter used in CTC targets (Hugging Face convention).
@@ -18,7 +20,7 @@ WORD_DELIMITER = "|"
 _DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-class TextError(ValueError):
+class TextError(InputError, ValueError):
     """A transcript is empty or cannot be mapped to the model's character set."""
 
 

@@ -33,9 +33,9 @@ def pretrain(m: ModelParams, p: PretrainParams, manifest: Path, seed: int, threa
     from s6damon.train.pretrain import pretrain as run
 
     run_dir = RUNS / "pretrain" / fingerprint(m, p, manifest, seed)[:16]
-    history = run(m, p, _split(manifest, "train"), run_dir / "model", run_dir / "checkpoints",
-                  seed=seed, threads=threads)
-    return {"model_dir": str(run_dir / "model"), "history": history}
+    result = run(m, p, _split(manifest, "train"), run_dir / "model", run_dir / "checkpoints",
+                 seed=seed, threads=threads)
+    return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}
 
 
 @task(cache_policy=content_cache(*TRAIN_CODE, exclude=("progress",)), persist_result=True)
@@ -45,9 +45,9 @@ def finetune(init: Path | None, m: ModelParams, p: FinetuneParams, manifest: Pat
     from s6damon.train.finetune import finetune as run
 
     run_dir = RUNS / "finetune" / fingerprint(init, m, p, manifest, seed)[:16]
-    history = run(init, m, p, _split(manifest, "train"), _split(manifest, "dev"), run_dir / "model",
-                  run_dir / "checkpoints", seed=seed, threads=threads)
-    return {"model_dir": str(run_dir / "model"), "history": history}
+    result = run(init, m, p, _split(manifest, "train"), _split(manifest, "dev"), run_dir / "model",
+                 run_dir / "checkpoints", seed=seed, threads=threads)
+    return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}
 
 
 @task(cache_policy=content_cache(*TRAIN_CODE), persist_result=True)
@@ -60,5 +60,5 @@ def evaluate(model_dir: Path, manifest: Path, split: str, threads: int):
 
     torch.set_num_threads(threads)
     model, tokenizer = load_ctc_model(model_dir)
-    hyps = transcribe(model, tokenizer, _split(manifest, split))
+    hyps = transcribe(model, tokenizer, _split(manifest, split), progress=False)
     return hyps, score(hyps)

@@ -54,3 +54,11 @@ def test_invalid_yaml_names_the_file(tmp_path):
     path.write_text("seed: [1,\n")
     with pytest.raises(ParamsError, match="params.yaml"):
         load_params(path)
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "profiles/tiny.yaml"])
+def test_profiles_parse_with_dvcs_yaml_reader(name):
+    # DVC reads params.yaml with ruamel, which is stricter than PyYAML (e.g. `a:b` in a list).
+    from ruamel.yaml import YAML
+
+    assert YAML(typ="safe").load((REPO / name).read_text()) == yaml.safe_load((REPO / name).read_text())

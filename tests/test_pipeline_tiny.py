@@ -83,3 +83,42 @@ def test_finetune_reports_wer_for_both_models(pipeline):
     assert "wer" in metrics["scratch"]["test"]
     hyps = io.read_parquet(root / "data/hyps/finetuned_test.parquet")
     assert {"utt_id", "ref", "hyp"} <= set(hyps.columns) and len(hyps) > 0
+
+
+def test_killed_finetune_resumes_from_its_last_checkpoint(pipeline, prefect_server):
+    """SIGKILL the finetune flow after its first checkpoint; the re-run resumes from it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    root, _ = pipeline
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["finetune"].update(steps=60, checkpoint_every=3, eval_every=60)
+    (root / "resume.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    cmd = [sys.executable, "-m", "flows.finetune", "--params", "resume.yaml"]
+    before = set(root.glob(".work/runs/finetune/*"))
+
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    ckpts: list[Path] = []
+    while time.time() < deadline and proc.poll() is None:
+        new_runs = set(root.glob(".work/runs/finetune/*")) - before
+        ckpts = [c for run in new_runs for c in run.glob("checkpoints/step_*.pt")]
+        if ckpts:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "finetune finished before it could be killed"
+    assert ckpts, "no checkpoint was written within the time limit"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    train = _metrics(root, "finetune")["train"]
+    assert train["resumed_from"] >= 3          # picked up the killed run's checkpoint
+    assert train["steps"] == 60                # and finished the whole schedule

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
+from s6damon.errors import InputError
+
 if TYPE_CHECKING:
     from s6damon.config.align import AlignParams
 
@@ -23,7 +25,7 @@ WORD_COLUMNS = ["utt_id", "word", "start", "end"]
 BACKENDS = ("kaldi", "pocketsphinx", "mfa")
 
 
-class AlignError(RuntimeError):
+class AlignError(InputError, RuntimeError):
     """A backend cannot run at all (missing tool, bad configuration, nothing aligned)."""
 
 
@@ -36,11 +38,14 @@ class AlignItem:
         wav_path: path of a mono wav file (any sample rate; backends resample).
         text: normalised lower-case words separated by single spaces
             (``s6damon.text.normalise``).
+        speaker: optional speaker id; backends that adapt to speakers (kaldi's per-speaker
+            CMVN) pool the utterances of one speaker, others ignore it.
     """
 
     utt_id: str
     wav_path: str
     text: str
+    speaker: str | None = None
 
 
 @dataclasses.dataclass

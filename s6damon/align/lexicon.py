@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 
+from s6damon.errors import InputError
+
 #: flite's phone names that differ from ARPAbet (flite's set is CMUdict's plus these).
 _FLITE_TO_ARPABET = {"ax": "ah", "axr": "er", "pau": ""}
 #: The 39 ARPAbet phones of CMUdict, without stress.
@@ -19,7 +21,7 @@ ARPABET = frozenset(
     "uh uw v w y z zh".split())
 
 
-class LexiconError(ValueError):
+class LexiconError(InputError, ValueError):
     """Some words have no pronunciation (listed in the message and in ``missing``)."""
 
     def __init__(self, missing: list[str], why: str):

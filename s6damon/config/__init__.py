@@ -49,4 +49,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         return build(Params, data)
     except ParamsError as err:
-        raise ParamsError(f"{path}: {err}") from err
+        raise ParamsError(f"{path}: {str(err).removeprefix('params: ')}") from err

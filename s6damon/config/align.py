@@ -19,6 +19,10 @@ class KaldiAlignParams:
     num_ceps: int = param(13, minimum=1, maximum=40, help="MFCC coefficients (x3 with deltas)")
     frame_shift_ms: float = param(10.0, minimum=1.0, maximum=50.0, help="feature frame shift")
     frame_length_ms: float = param(25.0, minimum=5.0, maximum=100.0, help="feature window length")
+    dither: float = param(1.0, minimum=0.0, help="Gaussian noise std added to samples (16-bit scale), Kaldi's --dither")
+    cmvn: Literal["speaker", "utterance"] = param(
+        "speaker", help="cepstral normalisation statistics per speaker (items without one: per utterance) or per utterance")
+    cmvn_variance: bool = param(True, help="also normalise the variance (CMVN), not only the mean")
     nonsil_states: int = param(3, minimum=1, maximum=10, help="HMM states per speech phone")
     sil_states: int = param(5, minimum=1, maximum=10, help="HMM states of the silence phone")
     sil_prob: float = param(0.5, minimum=0.01, maximum=0.99, help="prior of optional silence between words")

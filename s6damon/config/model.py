@@ -103,5 +103,4 @@ class FinetuneParams:
     eval_batch_seconds: float = param(120.0, minimum=1.0, help="audio seconds per decoding batch")
     log_every: int = param(20, minimum=1, help="steps between history entries")
     checkpoint_every: int = param(200, minimum=1, help="steps between resumable checkpoints")
-    scratch_baseline: bool = param(True, help="also finetune the same model from random init, same budget")
     progress: bool = param(True, help="show tqdm progress bars")

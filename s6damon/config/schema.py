@@ -14,10 +14,12 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from s6damon.errors import InputError
+
 T = TypeVar("T")
 
 
-class ParamsError(ValueError):
+class ParamsError(InputError, ValueError):
     """A value in params.yaml is unknown, missing, of the wrong type or out of range."""
 
 

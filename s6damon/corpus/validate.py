@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from s6damon.errors import InputError
 from s6damon.text import TextError, normalise
 
 
-class BadInputError(ValueError):
+class BadInputError(InputError, ValueError):
     """An input file or transcript cannot be used.
 
     Attributes:

@@ -28,6 +28,7 @@ from transformers import (
 from s6damon.config.model import ModelParams
 from s6damon.io import atomic_path
 from s6damon.model.vocab import build_tokenizer, build_vocab
+from s6damon.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ _FAMILIES: dict[str, tuple[type, type[PreTrainedModel]]] = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A model folder is missing, incomplete, corrupt or of an unsupported family."""
 
 

@@ -128,7 +128,7 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
         loss = out.loss / n
         return loss, {"loss": float(loss.detach()), "contrastive_loss": float(out.contrastive_loss.detach() / n),
                       "diversity_loss": float(out.diversity_loss.detach() / n),
-                      "codevector_perplexity": float(out.codevector_perplexity)}
+                      "codevector_perplexity": float(out.codevector_perplexity.detach())}
 
     cfg = LoopConfig(steps=p.steps, learning_rate=p.learning_rate, warmup_steps=p.warmup_steps, schedule=p.schedule,
                      weight_decay=p.weight_decay, grad_clip=p.grad_clip, batch_seconds=p.batch_seconds,
