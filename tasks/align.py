@@ -20,7 +20,8 @@ def align(backend: str, p: AlignParams, manifest: Path, audio_dir: Path, workdir
     from s6damon.align.base import AlignItem, get_aligner
 
     rows = io.read_parquet(manifest)
-    items = [AlignItem(r.utt_id, r.path, r.text) for r in rows.itertuples()]
+    # the speaker lets the Kaldi backend pool feature normalisation per speaker, as MFA does
+    items = [AlignItem(r.utt_id, r.path, r.text, getattr(r, "speaker", None)) for r in rows.itertuples()]
     work = Path(workdir) / backend
     work.mkdir(parents=True, exist_ok=True)
     return get_aligner(backend, p).align(items, work)

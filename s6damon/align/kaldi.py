@@ -9,7 +9,10 @@ Pipeline, following Kaldi's ``steps/train_mono.sh`` and ``align_si.sh`` through 
    utterance (``kaldi_lang.py``).
 3. Monophone training: flat start from global mean/variance, equal alignment, then EM
    iterations with Viterbi realignment at ``realign_iters`` and Gaussian mix-up to
-   ``max_gaussians``.
+   ``max_gaussians``. The realignment's retry beam is wide (``train_retry_beam``): the
+   first models, trained from equal alignments, need a beam of ~100-300 on most
+   utterances, and an utterance that fails keeps its equal alignment, so with a narrow
+   one most of the corpus trained on equal alignments for 20+ iterations.
 4. Final Viterbi alignment with wide beams; frame alignments become phone and word
    intervals.
 
@@ -167,6 +170,7 @@ def train_monophone(lang: Lang, tm, am, graphs, feats, kp: KaldiAlignParams, job
                 if ali is not None:
                     new[utt] = ali
             # an utterance that no longer aligns keeps its previous alignment for training
+            log.info("mono iter %d: realigned %d of %d", it, len(new), len(alis))
             alis.update(new)
         accs, trans, like = _accumulate(am, tm, feats, alis)
         frames = sum(len(a) for a in alis.values())

@@ -33,7 +33,10 @@ class KaldiAlignParams:
     max_gaussians: int = param(1000, minimum=1, help="total Gaussians reached by mixing up")
     boost_silence: float = param(1.25, minimum=0.0, maximum=10.0, help="silence weight boost while training")
     train_beam: float = param(6.0, minimum=1.0, help="Viterbi beam of training realignment")
-    train_retry_beam: float = param(20.0, minimum=1.0, help="retry beam of training realignment")
+    train_retry_beam: float = param(
+        400.0, minimum=1.0,
+        help="retry beam of training realignment; wide, because early models (flat start) need it "
+             "and an utterance that fails keeps its equal alignment")
     beam: float = param(10.0, minimum=1.0, help="Viterbi beam of the final alignment")
     retry_beam: float = param(40.0, minimum=1.0, help="retry beam of the final alignment")
     acoustic_scale: float = param(0.1, minimum=0.001, maximum=10.0, help="acoustic likelihood scale")
