@@ -7,9 +7,11 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
+from s6damon.pruning.flops import flops_from_sizes, sizes_from_config
+
 from s6damon.salad.backbone import extract_features
 from s6damon.salad.detector import (SaliencyDetector, choose_threshold, detector_flops, detector_loss,
-                                    detector_metrics, encoder_flops, keep_from_probs, predict_proba,
+                                    detector_metrics, keep_from_probs, predict_proba,
                                     train_detector)
 
 
@@ -82,10 +84,13 @@ def test_flops_detector_negligible_next_to_encoder():
     cfg = Wav2Vec2Config()  # wav2vec2-base shape, counted analytically (no weights built)
     T = 49  # 1 s of audio
     det = SaliencyDetector(in_dim=cfg.conv_dim[-1])
-    enc = encoder_flops(cfg, 16000)
-    half = encoder_flops(cfg, 16000, num_tokens=25)
+    sizes = sizes_from_config(cfg)
+    enc = flops_from_sizes(sizes, 1.0, include_lm_head=True)
+    half = flops_from_sizes(sizes, 1.0, include_lm_head=True, num_tokens=25)
     assert enc["total"] == sum(v for k, v in enc.items() if k != "total")
-    assert half["feature_encoder"] == enc["feature_encoder"] and half["transformer"] < 0.55 * enc["transformer"]
+    assert half["conv"] == enc["conv"] and half["projection"] == enc["projection"]
+    transformer = lambda f: f["attention"] + f["ffn"]  # noqa: E731
+    assert transformer(half) < 0.55 * transformer(enc)
     d = detector_flops(det, T)
     assert d == 2 * T * (64 * 512 * 5 + 64 * 64 * 5 + 64)
     assert d < 0.01 * enc["total"]

@@ -83,6 +83,25 @@ def model_sizes(model: nn.Module, mask: StructuredMask | None = None) -> ModelSi
     )
 
 
+def sizes_from_config(config) -> ModelSizes:
+    """Sizes of the dense model a Hugging Face wav2vec2/HuBERT config describes.
+
+    Counts FLOPs of a full-size architecture (e.g. wav2vec2-base) without building weights.
+    """
+    return ModelSizes(
+        conv_dim=tuple(int(c) for c in config.conv_dim),
+        conv_kernel=tuple(int(k) for k in config.conv_kernel),
+        conv_stride=tuple(int(s) for s in config.conv_stride),
+        heads=(int(config.num_attention_heads),) * int(config.num_hidden_layers),
+        neurons=(int(config.intermediate_size),) * int(config.num_hidden_layers),
+        hidden_size=int(config.hidden_size),
+        head_dim=int(config.hidden_size) // int(config.num_attention_heads),
+        pos_conv_kernel=int(config.num_conv_pos_embeddings),
+        pos_conv_groups=int(config.num_conv_pos_embedding_groups),
+        vocab_size=int(config.vocab_size),
+    )
+
+
 def conv_output_lengths(sizes: ModelSizes, num_samples: int) -> list[int]:
     """Output frames of each conv layer for ``num_samples`` input samples."""
     lengths, n = [], num_samples
@@ -98,8 +117,14 @@ def flops_from_sizes(
     *,
     sample_rate: int = SAMPLE_RATE,
     include_lm_head: bool = False,
+    num_tokens: int | None = None,
 ) -> dict[str, int]:
     """FLOPs of one forward pass on a ``seconds``-long utterance, by part.
+
+    Args:
+        num_tokens: tokens the transformer sees after token dropping (SALAD and its
+            baselines); ``None`` = every frame. The conv encoder and the feature projection
+            run before dropping, so they always see every frame.
 
     Returns:
         ``{'conv', 'projection', 'pos_conv', 'attention', 'ffn', 'lm_head', 'total'}``
@@ -111,12 +136,13 @@ def flops_from_sizes(
     for t, c, k in zip(lengths, sizes.conv_dim, sizes.conv_kernel, strict=True):
         conv += 2 * t * c * c_in * k
         c_in = c
-    t, e, d = lengths[-1], sizes.hidden_size, sizes.head_dim
+    frames, e, d = lengths[-1], sizes.hidden_size, sizes.head_dim
+    t = frames if num_tokens is None else int(num_tokens)
     kpos = sizes.pos_conv_kernel
     t_pos = t + 2 * (kpos // 2) - kpos + 1
     parts = {
         "conv": conv,
-        "projection": 2 * t * sizes.conv_dim[-1] * e,
+        "projection": 2 * frames * sizes.conv_dim[-1] * e,
         "pos_conv": 2 * t_pos * e * (e // sizes.pos_conv_groups) * kpos,
         "attention": sum(8 * t * e * h * d + 4 * t * t * h * d for h in sizes.heads),
         "ffn": sum(4 * t * e * n for n in sizes.neurons),
@@ -133,10 +159,11 @@ def encoder_flops(
     *,
     sample_rate: int = SAMPLE_RATE,
     include_lm_head: bool = False,
+    num_tokens: int | None = None,
 ) -> dict[str, int]:
     """FLOPs of ``model``'s encoder under ``mask`` (dense if ``None``); see :func:`flops_from_sizes`."""
     return flops_from_sizes(model_sizes(model, mask), seconds, sample_rate=sample_rate,
-                            include_lm_head=include_lm_head)
+                            include_lm_head=include_lm_head, num_tokens=num_tokens)
 
 
 def removed_share(model: nn.Module, mask: StructuredMask, seconds: float = 10.0, **kwargs) -> float:

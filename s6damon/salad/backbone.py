@@ -13,17 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from s6damon.pruning.model_parts import base_model
 from s6damon.salad.frames import conv_layout, num_frames
-
-
-def base_model(model: nn.Module) -> nn.Module:
-    """The ``Wav2Vec2Model``/``HubertModel`` inside a CTC model (or the model itself)."""
-    for name in ("wav2vec2", "hubert"):
-        if hasattr(model, name):
-            return getattr(model, name)
-    if hasattr(model, "feature_extractor") and hasattr(model, "encoder"):
-        return model
-    raise TypeError(f"{type(model).__name__} is not a wav2vec2/HuBERT model")
 
 
 def feature_lengths(config, attention_mask: torch.Tensor | None, input_values: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ The detector sees only ``extract_features`` (``(B, T, conv_dim[-1])``), which ex
 the transformer runs, so dropping can happen between the feature projection and the
 encoder. It is deliberately tiny (a LayerNorm, a couple of 1-D convs, a linear head): its
 FLOPs must be negligible next to the transformer it shortens (:func:`detector_flops` vs
-:func:`encoder_flops`).
+:func:`s6damon.pruning.flops.flops_from_sizes`, which takes the tokens left after dropping).
 
 Usage::
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +25,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from s6damon.salad.backbone import length_mask
-from s6damon.salad.frames import conv_layout, num_frames
 from s6damon.salad.labels import agreement
 
 
@@ -210,37 +208,6 @@ def detector_flops(detector: nn.Module, num_tokens: int) -> int:
         elif isinstance(m, nn.Linear):
             flops += 2 * num_tokens * m.in_features * m.out_features
     return int(flops)
-
-
-def encoder_flops(config: Any, num_samples: int, num_tokens: int | None = None) -> dict[str, int]:
-    """FLOPs of a wav2vec2/HuBERT CTC forward pass, per part (matmuls and convs only).
-
-    Args:
-        config: the Hugging Face config.
-        num_samples: input length in samples (drives the conv feature encoder).
-        num_tokens: tokens the transformer actually sees (after dropping); all frames when None.
-
-    Returns:
-        ``feature_encoder``, ``feature_projection``, ``pos_conv``, ``transformer``,
-        ``lm_head`` and ``total`` FLOPs.
-    """
-    kernels, strides = conv_layout(config)
-    dims = [1, *[int(d) for d in config.conv_dim]]
-    n, fe = int(num_samples), 0
-    for i, (k, s) in enumerate(zip(kernels, strides)):
-        n = max((n - k) // s + 1, 0)
-        fe += 2 * n * dims[i + 1] * dims[i] * k
-    T_full = int(num_frames(int(num_samples), kernels, strides))
-    T = T_full if num_tokens is None else int(num_tokens)
-    H, F_, L = int(config.hidden_size), int(config.intermediate_size), int(config.num_hidden_layers)
-    proj = 2 * T_full * dims[-1] * H  # projection runs before dropping
-    groups = int(config.num_conv_pos_embedding_groups)
-    pos = 2 * T * H * (H // groups) * int(config.num_conv_pos_embeddings)
-    per_layer = 4 * 2 * T * H * H + 2 * 2 * T * T * H + 2 * 2 * T * H * F_
-    out = {"feature_encoder": fe, "feature_projection": proj, "pos_conv": pos, "transformer": L * per_layer,
-           "lm_head": 2 * T * H * int(config.vocab_size)}
-    out["total"] = sum(out.values())
-    return out
 
 
 def detector_metrics(keep: Sequence[np.ndarray], labels: Sequence[np.ndarray], tolerance: int = 0) -> dict[str, float]:
