@@ -82,41 +82,40 @@ def _index(keep: Tensor) -> Tensor:
     return keep.nonzero().squeeze(1)
 
 
-def _slice_linear(lin: nn.Linear, rows: Tensor | None = None, cols: Tensor | None = None) -> nn.Linear:
-    """A new ``nn.Linear`` holding ``lin``'s output ``rows`` and input ``cols``."""
-    weight = lin.weight.detach()
-    bias = None if lin.bias is None else lin.bias.detach()
-    if rows is not None:
-        weight = weight.index_select(0, rows)
-        bias = None if bias is None else bias.index_select(0, rows)
-    if cols is not None:
-        weight = weight.index_select(1, cols)
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
-                    device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if bias is not None:
-            new.bias.copy_(bias)
-    return new
-
-
-def _slice_conv(conv: nn.Conv1d, out_idx: Tensor | None = None, in_idx: Tensor | None = None) -> nn.Conv1d:
-    """A new ``nn.Conv1d`` holding ``conv``'s output channels ``out_idx`` and inputs ``in_idx``."""
-    weight = conv.weight.detach()
-    bias = None if conv.bias is None else conv.bias.detach()
+def _select(module: nn.Linear | nn.Conv1d, out_idx: Tensor | None,
+            in_idx: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """``module``'s weight and bias restricted to output units ``out_idx`` and inputs ``in_idx``."""
+    weight = module.weight.detach()
+    bias = None if module.bias is None else module.bias.detach()
     if out_idx is not None:
         weight = weight.index_select(0, out_idx)
         bias = None if bias is None else bias.index_select(0, out_idx)
     if in_idx is not None:
         weight = weight.index_select(1, in_idx)
-    new = nn.Conv1d(weight.shape[1], weight.shape[0], kernel_size=conv.kernel_size, stride=conv.stride,
-                    padding=conv.padding, dilation=conv.dilation, bias=bias is not None,
-                    device=weight.device, dtype=weight.dtype)
+    return weight, bias
+
+
+def _fill(new: nn.Linear | nn.Conv1d, weight: Tensor, bias: Tensor | None):
     with torch.no_grad():
         new.weight.copy_(weight)
         if bias is not None:
             new.bias.copy_(bias)
     return new
+
+
+def _slice_linear(lin: nn.Linear, rows: Tensor | None = None, cols: Tensor | None = None) -> nn.Linear:
+    """A new ``nn.Linear`` holding ``lin``'s output ``rows`` and input ``cols``."""
+    weight, bias = _select(lin, rows, cols)
+    return _fill(nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                           device=weight.device, dtype=weight.dtype), weight, bias)
+
+
+def _slice_conv(conv: nn.Conv1d, out_idx: Tensor | None = None, in_idx: Tensor | None = None) -> nn.Conv1d:
+    """A new ``nn.Conv1d`` holding ``conv``'s output channels ``out_idx`` and inputs ``in_idx``."""
+    weight, bias = _select(conv, out_idx, in_idx)
+    return _fill(nn.Conv1d(weight.shape[1], weight.shape[0], kernel_size=conv.kernel_size, stride=conv.stride,
+                           padding=conv.padding, dilation=conv.dilation, bias=bias is not None,
+                           device=weight.device, dtype=weight.dtype), weight, bias)
 
 
 def _slice_norm(norm: nn.Module, idx: Tensor) -> nn.Module:
