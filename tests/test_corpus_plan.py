@@ -71,3 +71,16 @@ def test_render_shard(tmp_path):
         assert words[words.utt_id == row.utt_id].word.tolist() == row.text.split()
     s = summarise(man)
     assert s["utterances"] == 4 and s["hours"] > 0 and set(s["splits"]) >= {"train", "test"}
+
+
+def test_train_voice_weights_shift_the_voice_mix():
+    import collections
+
+    synth = build(SynthParams, {"minutes": 20.0, "train_voices": ["flite:awb", "espeak:en-us+m3"],
+                                "train_voice_weights": {"flite:awb": 3}}, "prepare.synth")
+    specs = plan_corpus(PrepareParams(synth=synth), seed=7)
+    counts = collections.Counter(s.voice for s in specs if s.split == "train")
+    assert counts["flite:awb"] == pytest.approx(3 * counts["espeak:en-us+m3"], rel=0.05)
+    with pytest.raises(ParamsError, match="train_voice_weights"):
+        build(SynthParams, {"train_voices": ["flite:awb"], "train_voice_weights": {"flite:rms": 2}},
+              "prepare.synth")

@@ -18,6 +18,10 @@ class SynthParams:
          "espeak:en+m1", "espeak:en-029+m5", "espeak:en-gb-x-rp+m2", "espeak:en-us+f2",
          "espeak:en+f4", "espeak:en-gb-scotland+f1", "espeak:en-us+f3"],
         help="voices of the train split (flite:<v>, festival:<v>, espeak:<lang>+<variant>)")
+    train_voice_weights: dict[str, int] = param(
+        {"flite:awb": 3, "flite:kal16": 3, "festival:kal": 3, "festival:ked": 3}, minimum=1,
+        help="relative share of train utterances per voice (unlisted voices weigh 1); the voices "
+             "built from recordings of real people are weighted up, as the unseen test voices are")
     dev_voices: list[str] = param(["espeak:en-gb-x-gbclan+m6"],
                                   help="held-out voices of the dev split (beside held-out train utterances)")
     test_voices: list[str] = param(["flite:slt", "festival:slt-hts", "flite:rms", "espeak:en-us+f5",
@@ -31,9 +35,9 @@ class SynthParams:
                                           help="share of dev utterances spoken by dev_voices (rest: train voices)")
     open_vocab_train_share: float = param(0.2, minimum=0.0, maximum=1.0,
                                           help="share of train/dev utterances that are fortune sentences")
-    pitch_up_semitones: list[float] = param([3.0, 5.0], minimum=-12.0, maximum=12.0,
+    pitch_up_semitones: list[float] = param([2.0, 4.0, 6.0], minimum=-12.0, maximum=12.0,
                                             help="pitch shifts giving male train voices extra (higher) speakers")
-    pitch_up_share: float = param(0.25, minimum=0.0, maximum=1.0,
+    pitch_up_share: float = param(0.4, minimum=0.0, maximum=1.0,
                                   help="share of male-voice train utterances that are pitch-shifted")
     stretch_factors: list[float] = param([0.85, 1.15, 1.3], minimum=0.5, maximum=2.0,
                                          help="duration factors (tempo, pitch kept) for train augmentation")
@@ -63,6 +67,9 @@ class SynthParams:
             shared = people[a] & people[b]
             if shared:
                 raise ParamsError(f"params: prepare.synth.{a} and {b} share the speaker(s) {sorted(shared)}")
+        stray = sorted(set(self.train_voice_weights) - set(self.train_voices))
+        if stray:
+            raise ParamsError(f"params: prepare.synth.train_voice_weights names voices not in train_voices: {stray}")
         if self.sentence_min_words > self.sentence_max_words:
             raise ParamsError("params: prepare.synth.sentence_min_words must be <= sentence_max_words")
         if self.dev_share + self.test_share + self.test_open_share >= 0.9:

@@ -99,7 +99,7 @@ def plan_corpus(p: PrepareParams, seed: int) -> list[UttSpec]:
     for split in SPLITS:
         rng_split = random.Random(f"{seed}-{split}")
         if split == "train":
-            voices = list(s.train_voices)
+            voices = [v for v in s.train_voices for _ in range(s.train_voice_weights.get(v, 1))]
         elif split == "dev":
             voices = list(s.dev_voices)
         else:
