@@ -34,12 +34,17 @@ def model_inputs(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor
 def greedy_ids(model: torch.nn.Module, batch: Batch) -> list[list[int]]:
     """Frame-level argmax ids of each utterance, cut to its true number of frames.
 
+    A model whose output carries ``lengths`` (SALAD's token-dropping wrapper, which shortens
+    the sequence) is cut to those instead.
+
     Returns:
         One list of ``T_i`` ids per utterance (``T_i`` = encoder frames of its unpadded audio).
     """
-    logits = model(**model_inputs(model, batch)).logits  # (B, T, V)
-    lengths = unwrap(model)._get_feat_extract_output_lengths(batch.attention_mask.sum(-1))
-    ids = logits.argmax(-1).cpu()
+    out = model(**model_inputs(model, batch))
+    lengths = getattr(out, "lengths", None)
+    if lengths is None:
+        lengths = unwrap(model)._get_feat_extract_output_lengths(batch.attention_mask.sum(-1))
+    ids = out.logits.argmax(-1).cpu()
     return [ids[i, : int(n)].tolist() for i, n in enumerate(lengths)]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from s6damon.train import checkpoint as ck
 from s6damon.train import distributed as dd
 from s6damon.train.data import AudioSet, Batch
 from s6damon.train.evaluate import model_inputs, score, transcribe
-from s6damon.train.loop import LoopConfig, run_loop
+from s6damon.train.loop import Hook, LoopConfig, run_loop
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ def _set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
 
 def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: pd.DataFrame, dev: pd.DataFrame | None,
              out_dir: str | Path, ckpt_dir: str | Path, seed: int, threads: int, *,
-             best_dir: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
+             best_dir: str | Path | None = None, stop_at: int | None = None,
+             wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+             hooks: Sequence[Hook] = (), tag: str = "") -> dict[str, Any]:
     """Finetune a CTC character model and save it.
 
     Args:
@@ -69,6 +72,13 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         seed: global seed.
         threads: torch intra-op threads.
         stop_at: stop after this step as if killed (tests); nothing is saved to ``out_dir``.
+        wrap: turns the loaded CTC model into the module that is trained and evaluated, e.g.
+            SALAD's token dropping (:class:`~s6damon.salad.dropping.TokenDropCTC`) or a
+            structured mask; it must call the CTC model's own parameters, return an output
+            with ``.loss`` (and ``.lengths`` where it shortens the sequence), and the plain
+            CTC model is what ``out_dir`` receives.
+        hooks: extra loop hooks (after each optimiser step), e.g. prune-and-grow.
+        tag: names the variant in the progress bar and the resumption fingerprint.
 
     Returns:
         ``{"history": [...], "metrics": {...}}``; metrics hold the final (and best) dev WER/CER,
@@ -84,13 +94,14 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     train = train[train["duration"] <= p.max_seconds].reset_index(drop=True)
     data = AudioSet(train, tokenizer=tok)
     fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
-                        list(train["path"]), list(train["text"]), env.world_size)
+                        list(train["path"]), list(train["text"]), env.world_size, tag)
+    net = wrap(model) if wrap is not None else model
 
     def batch_fn(rows: list[int], step: int) -> Batch:
         return data.batch(rows, rng=np.random.default_rng([seed, step, env.rank]), speed=p.speed_perturb)
 
     def step_fn(net: torch.nn.Module, batch: Batch, step: int):
-        _set_encoder_frozen(net, step < p.freeze_feature_encoder_steps)
+        _set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
         out = net(**model_inputs(net, batch), labels=batch.labels)
         return out.loss, {"loss": float(out.loss.detach())}
 
@@ -111,9 +122,10 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     cfg = LoopConfig(steps=p.steps, learning_rate=p.learning_rate, warmup_steps=p.warmup_steps, schedule=p.schedule,
                      weight_decay=p.weight_decay, grad_clip=p.grad_clip, batch_seconds=p.batch_seconds,
                      log_every=p.log_every, checkpoint_every=p.checkpoint_every, progress=p.progress,
-                     desc="finetune" if init else "finetune(scratch)", hold_fraction=p.hold_fraction,
+                     desc=f"finetune({tag})" if tag else ("finetune" if init else "finetune(scratch)"), hold_fraction=p.hold_fraction,
                      final_lr_scale=p.final_lr_scale)
-    res = run_loop(model, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, hooks=[evaluate], stop_at=stop_at)
+    res = run_loop(net, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn,
+                   hooks=[*hooks, evaluate], stop_at=stop_at)
     _set_encoder_frozen(model, False)
     losses = [h["loss"] for h in res.history if "loss" in h]
     metrics: dict[str, Any] = {
