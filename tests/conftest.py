@@ -59,3 +59,33 @@ def session_dir() -> Path:
     """A folder that lives for the whole test session (removed at exit)."""
     yield _SESSION_DIR
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_spine(prefect_server, tmp_path_factory):
+    """Run prepare → align → pretrain → finetune once per session on the tiny profile.
+
+    Returns ``(root, results)``. Later stages' tests start from a copy
+    (:func:`copy_spine`) so they never change what other tests read.
+    """
+    from flows.align import align
+    from flows.finetune import finetune
+    from flows.prepare import prepare
+    from flows.pretrain import pretrain
+
+    root = make_tiny_project(tmp_path_factory.mktemp("tiny") / "project")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        results = {
+            "prepare": prepare(params_path="params.yaml"),
+            "align": align(params_path="params.yaml"),
+            "pretrain": pretrain(params_path="params.yaml"),
+            "finetune": finetune(params_path="params.yaml"),
+        }
+    return root, results
+
+
+def copy_spine(root: Path, dest: Path) -> Path:
+    """A copy of a finished tiny-spine project (symlinks kept, so corpus paths still resolve)."""
+    shutil.copytree(root, dest, symlinks=True)
+    return dest

@@ -7,27 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_tiny_project
 
 
 @pytest.fixture(scope="module")
-def pipeline(prefect_server, tmp_path_factory):
-    """Run prepare → align → pretrain → finetune once on the tiny profile."""
-    from flows.align import align
-    from flows.finetune import finetune
-    from flows.prepare import prepare
-    from flows.pretrain import pretrain
-
-    root = make_tiny_project(tmp_path_factory.mktemp("tiny") / "project")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        results = {
-            "prepare": prepare(params_path="params.yaml"),
-            "align": align(params_path="params.yaml"),
-            "pretrain": pretrain(params_path="params.yaml"),
-            "finetune": finetune(params_path="params.yaml"),
-        }
-    return root, results
+def pipeline(tiny_spine):
+    """prepare → align → pretrain → finetune, run once per test session (see conftest)."""
+    return tiny_spine
 
 
 def _metrics(root: Path, name: str) -> dict:
