@@ -129,3 +129,44 @@ def baseline_keep(method: str, lengths: torch.Tensor | Sequence[int], drop_ratio
             raise ValueError(f"unknown baseline {method!r}; choose one of {list(BASELINES)}")
         out[b, :n] = torch.from_numpy(row)
     return out
+
+
+class BaselinePolicy:
+    """A baseline as a keep-mask policy for :func:`s6damon.salad.dropping.drop_forward`.
+
+    Computes :func:`baseline_keep` from the padded waveforms and the frame counts the model
+    derived, so a baseline runs inside the same token-dropping model as SALAD's detector.
+    ``random`` draws a fresh mask on every call in training (seeded by ``seed`` and a call
+    counter, so a resumed run replays the same masks only if the counter is restored — a
+    minor effect) and the same mask per batch position in evaluation.
+
+    Args:
+        method: one of :data:`BASELINES`.
+        drop_ratio: share of each utterance's tokens to drop.
+        conv_kernel, conv_stride: the model's conv layout (for ``energy``).
+        seed: base seed of ``random``.
+        min_keep: fewest tokens kept per utterance.
+    """
+
+    def __init__(self, method: str, drop_ratio: float, conv_kernel: Sequence[int], conv_stride: Sequence[int],
+                 seed: int = 0, min_keep: int = 1) -> None:
+        if method not in BASELINES:
+            raise ValueError(f"unknown baseline {method!r}; choose one of {list(BASELINES)}")
+        self.method, self.drop_ratio, self.seed, self.min_keep = method, float(drop_ratio), int(seed), int(min_keep)
+        self.conv_kernel, self.conv_stride = list(conv_kernel), list(conv_stride)
+        self.calls = 0
+        self.training = True
+
+    def __call__(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None,
+                 frame_lengths: torch.Tensor, T: int) -> torch.Tensor:
+        waves = None
+        if self.method == "energy":
+            n = (attention_mask.long().sum(-1) if attention_mask is not None
+                 else torch.full((input_values.shape[0],), input_values.shape[-1]))
+            waves = [input_values[b, : int(n[b])].detach().cpu() for b in range(input_values.shape[0])]
+        seed = self.seed + self.calls if self.training else self.seed
+        self.calls += 1
+        keep = baseline_keep(self.method, frame_lengths.cpu(), self.drop_ratio, waves=waves,
+                             conv_kernel=self.conv_kernel, conv_stride=self.conv_stride, seed=seed,
+                             min_keep=self.min_keep, T=T)
+        return keep.to(input_values.device)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -220,3 +221,35 @@ def detector_metrics(keep: Sequence[np.ndarray], labels: Sequence[np.ndarray], t
     m = agreement(list(keep), list(labels), tolerance=tolerance)
     m["drop_ratio"] = 1.0 - m["keep_ratio_a"] if m["tokens"] else math.nan
     return m
+
+
+def save_detector(dest: str | Path, detector: SaliencyDetector, thresholds: dict[float, float],
+                  meta: dict | None = None) -> None:
+    """Save a detector with its per-drop-ratio thresholds (atomically, one ``.pt`` file)."""
+    from s6damon import io
+
+    blob = {"format": "s6damon-salad-detector/1", "config": detector.config,
+            "state_dict": detector.state_dict(), "thresholds": {float(k): float(v) for k, v in thresholds.items()},
+            "meta": meta or {}}
+    with io.atomic_path(dest) as tmp:
+        torch.save(blob, tmp)
+
+
+def load_detector(path: str | Path) -> tuple[SaliencyDetector, dict[float, float], dict]:
+    """``(detector in eval mode, thresholds by drop ratio, meta)`` from :func:`save_detector`.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or not a saved detector.
+    """
+    from s6damon.model.factory import CheckpointError
+
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != "s6damon-salad-detector/1":
+            raise ValueError("not a SALAD detector file")
+        det = SaliencyDetector(**blob["config"])
+        det.load_state_dict(blob["state_dict"])
+    except Exception as err:  # torch raises many kinds on truncated/corrupt files
+        raise CheckpointError(f"{path}: cannot load the SALAD detector ({err})") from err
+    return det.eval(), {float(k): float(v) for k, v in blob["thresholds"].items()}, blob.get("meta", {})

@@ -28,12 +28,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from s6damon.salad.backbone import base_model, feature_lengths, length_mask
 from s6damon.salad.guard import ctc_required_lengths, enforce_min_keep
+
+#: keep-mask policy: ``(input_values, attention_mask, frame_lengths, T) -> (B, T) bool``; how
+#: the baselines (uniform, random, energy) choose tokens without a detector.
+KeepPolicy = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, int], torch.Tensor]
 
 
 @dataclasses.dataclass
@@ -116,7 +121,8 @@ def expand(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, T: int
 def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  keep: torch.Tensor | None = None, labels: torch.Tensor | None = None, *,
                  detector: nn.Module | None = None, threshold: float = 0.5, min_keep: int = 1,
-                 min_keep_ratio: float = 0.0, apply_spec_augment: bool = True) -> DropOutput:
+                 min_keep_ratio: float = 0.0, apply_spec_augment: bool = True,
+                 policy: KeepPolicy | None = None) -> DropOutput:
     """Forward a wav2vec2/HuBERT CTC model with the transformer on the kept tokens only.
 
     Steps: conv feature encoder -> feature projection -> (SpecAugment, training only, on
@@ -135,6 +141,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: t
         detector: a :class:`~s6damon.salad.detector.SaliencyDetector` run (without
             gradients) on the conv features when ``keep`` is None.
         threshold: keep tokens with detector P(salient) >= threshold.
+        policy: computes the keep-mask when neither ``keep`` nor ``detector`` is given
+            (the baselines of :mod:`s6damon.salad.baselines`).
         min_keep: fewest tokens any utterance keeps (>= 1: attention needs a token).
         min_keep_ratio: also keep at least ``ceil(ratio * frames)`` tokens per utterance.
         apply_spec_augment: apply the model's SpecAugment in training mode.
@@ -161,6 +169,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: t
         with torch.no_grad():
             scores = torch.sigmoid(detector(feats.detach(), frame_len))
         keep = scores >= threshold
+    if keep is None and policy is not None:
+        keep = policy(input_values, attention_mask, frame_len, T)
     if keep is None:
         keep = frame_mask
     keep = keep.to(feats.device).bool()
@@ -215,11 +225,12 @@ class TokenDropCTC(nn.Module):
         detector: salience detector (frozen: excluded from gradients); None = keep-masks
             must be passed to :meth:`forward`, or everything is kept.
         threshold: detector threshold (see :func:`~s6damon.salad.detector.choose_threshold`).
-        min_keep, min_keep_ratio, apply_spec_augment: see :func:`drop_forward`.
+        min_keep, min_keep_ratio, apply_spec_augment, policy: see :func:`drop_forward`.
     """
 
     def __init__(self, model: nn.Module, detector: nn.Module | None = None, threshold: float = 0.5,
-                 min_keep: int = 1, min_keep_ratio: float = 0.0, apply_spec_augment: bool = True) -> None:
+                 min_keep: int = 1, min_keep_ratio: float = 0.0, apply_spec_augment: bool = True,
+                 policy: KeepPolicy | None = None) -> None:
         super().__init__()
         self.model = model
         self.detector = detector
@@ -229,6 +240,7 @@ class TokenDropCTC(nn.Module):
         self.min_keep = int(min_keep)
         self.min_keep_ratio = float(min_keep_ratio)
         self.apply_spec_augment = apply_spec_augment
+        self.policy = policy
         self.reset_stats()
 
     @property
@@ -238,6 +250,8 @@ class TokenDropCTC(nn.Module):
 
     def train(self, mode: bool = True) -> "TokenDropCTC":
         super().train(mode)
+        if hasattr(self.policy, "training"):
+            self.policy.training = mode  # e.g. random masks: fresh per step, fixed in evaluation
         if self.detector is not None:
             self.detector.eval()  # the detector is never trained here (no dropout noise)
         return self
@@ -261,7 +275,8 @@ class TokenDropCTC(nn.Module):
         """See :func:`drop_forward`; ``keep`` overrides the detector for this call."""
         out = drop_forward(self.model, input_values, attention_mask, keep=keep, labels=labels,
                            detector=self.detector, threshold=self.threshold, min_keep=self.min_keep,
-                           min_keep_ratio=self.min_keep_ratio, apply_spec_augment=self.apply_spec_augment)
+                           min_keep_ratio=self.min_keep_ratio, apply_spec_augment=self.apply_spec_augment,
+                           policy=self.policy)
         self.utterances += int(out.lengths.numel())
         self.fallbacks += out.fallbacks
         self.frames += int(out.frame_lengths.sum())

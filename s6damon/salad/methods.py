@@ -1,0 +1,126 @@
+"""The token-dropping methods SALAD is compared with, built as one kind of model.
+
+Every method — SALAD with a detector trained on either label source, and the uniform,
+random, energy and no-dropping baselines — is a :class:`~s6damon.salad.dropping.TokenDropCTC`
+around the same finetuned CTC model, differing only in how the keep-mask is chosen. So
+training, decoding, FLOP counting and latency measurement are the same code for all.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from s6damon.pruning.flops import flops_from_sizes, model_sizes
+from s6damon.salad.baselines import BaselinePolicy
+from s6damon.salad.detector import SaliencyDetector, detector_flops
+from s6damon.salad.dropping import TokenDropCTC
+from s6damon.salad.frames import conv_layout, num_frames
+
+SAMPLE_RATE = 16000
+
+
+def is_salad(method: str) -> bool:
+    """Whether ``method`` uses a trained detector (``salad_<source>``)."""
+    return method.startswith("salad_")
+
+
+def drop_model(model: nn.Module, method: str, drop_ratio: float, *, detector: SaliencyDetector | None = None,
+               threshold: float | None = None, seed: int = 0) -> TokenDropCTC:
+    """Wrap a CTC model so its transformer sees only the tokens ``method`` keeps.
+
+    Args:
+        model: ``Wav2Vec2ForCTC`` / ``HubertForCTC``.
+        method: ``salad_alignment``, ``salad_ctc``, ``uniform``, ``random``, ``energy`` or ``none``.
+        drop_ratio: share of tokens dropped (the detector's ``threshold`` was chosen for it).
+        detector, threshold: required for SALAD methods.
+        seed: seed of the ``random`` baseline.
+    """
+    if is_salad(method):
+        if detector is None or threshold is None:
+            raise ValueError(f"{method} needs a detector and its threshold")
+        return TokenDropCTC(model, detector=detector, threshold=threshold)
+    kernel, stride = conv_layout(model.config)
+    return TokenDropCTC(model, policy=BaselinePolicy(method, drop_ratio, kernel, stride, seed=seed))
+
+
+def encoder_gflops(model: nn.Module, keep_ratio: float, seconds: float,
+                   detector: SaliencyDetector | None = None) -> dict[str, float]:
+    """Encoder GFLOPs on a ``seconds``-long input when ``keep_ratio`` of the tokens are kept.
+
+    The conv encoder and feature projection see every frame; the positional conv and the
+    transformer only the kept tokens; a SALAD detector adds its own (small) cost.
+
+    Returns:
+        ``{"gflops", "dense_gflops", "detector_gflops", "flop_reduction"}`` (reduction =
+        dense / dropped).
+    """
+    sizes = model_sizes(model)
+    frames = num_frames(round(seconds * SAMPLE_RATE), *conv_layout(model.config))
+    dense = flops_from_sizes(sizes, seconds)["total"]
+    kept = flops_from_sizes(sizes, seconds, num_tokens=round(keep_ratio * frames))["total"]
+    det = detector_flops(detector, int(frames)) if detector is not None else 0
+    total = kept + det
+    return {"gflops": total / 1e9, "dense_gflops": dense / 1e9, "detector_gflops": det / 1e9,
+            "flop_reduction": dense / total if total else float("nan")}
+
+
+def latency_input(waves: list[np.ndarray], seconds: float) -> np.ndarray:
+    """A ``seconds``-long waveform made of real utterances back to back (cut to length).
+
+    Real speech with its pauses, not noise: the detector and the energy baseline decide on
+    content, so a synthetic input would not show what they keep.
+    """
+    if not waves:
+        raise ValueError("no utterances to build the latency input from")
+    need = round(seconds * SAMPLE_RATE)
+    out, total = [], 0
+    while total < need:
+        for w in waves:
+            out.append(np.asarray(w, dtype=np.float32))
+            total += len(w)
+            if total >= need:
+                break
+    return np.concatenate(out)[:need]
+
+
+@torch.no_grad()
+def compare_latency(nets: dict[str, TokenDropCTC], wave: np.ndarray, repeats: int,
+                    warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Wall time of one forward pass (conv encoder, detector or policy, dropping, transformer,
+    CTC head) of each model on the same utterance, in milliseconds.
+
+    The models run round-robin — repetition ``r`` of every model before repetition ``r+1`` —
+    in this one process, so slow drifts of the machine (other load, frequency) hit all of
+    them alike. The caller sets the thread count.
+
+    Returns:
+        name -> ``{"median_ms", "p90_ms", "keep_ratio"}``.
+    """
+    x = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None]
+    x = (x - x.mean()) / (x.std() + 1e-7)
+    modes = {name: net.training for name, net in nets.items()}
+    for net in nets.values():
+        net.eval()
+        for _ in range(warmup):
+            net(x)
+    times: dict[str, list[float]] = {name: [] for name in nets}
+    kept: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, net in nets.items():
+            t0 = time.perf_counter()
+            out = net(x)
+            times[name].append((time.perf_counter() - t0) * 1000.0)
+            kept[name] = float(out.lengths[0]) / float(out.frame_lengths[0])
+    for name, net in nets.items():
+        net.train(modes[name])
+    result = {}
+    for name, t in times.items():
+        t.sort()
+        result[name] = {"median_ms": statistics.median(t), "p90_ms": t[min(len(t) - 1, int(0.9 * len(t)))],
+                        "keep_ratio": kept[name]}
+    return result
