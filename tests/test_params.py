@@ -32,13 +32,25 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"seed": 1.5}, "seed"),
         ({"surprise": 1}, "surprise"),
         ({"model": {"conv_dim": [32, "x"]}}, "model.conv_dim[1]"),
+        ({"salad": {"drop_ratio": 1.5}}, "salad.drop_ratio"),
+        ({"salad": {"methods": ["salad_alignment", "pooling"]}}, "salad.methods"),
+        ({"salad": {"sources": ["ctc"]}}, "salad.methods"),  # salad_alignment needs its source
+        ({"salad": {"finetune": {"steps": 10, "freeze_feature_encoder_steps": 5}}},
+         "salad.finetune.freeze_feature_encoder_steps"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, patch, key):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    def merge(into: dict, value: dict) -> None:
+        for k, v in value.items():
+            if isinstance(v, dict) and isinstance(into.get(k), dict):
+                merge(into[k], v)
+            else:
+                into[k] = v
+
     for section, value in patch.items():
         if isinstance(value, dict):
-            raw[section].update(value)
+            merge(raw[section], value)
         else:
             raw[section] = value
     path = tmp_path / "params.yaml"
