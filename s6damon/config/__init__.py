@@ -15,6 +15,7 @@ import yaml
 from s6damon.config.align import AlignParams
 from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
 from s6damon.config.prepare import PrepareParams
+from s6damon.config.safari import SafariParams
 from s6damon.config.schema import ParamsError, build, param, to_dict
 
 __all__ = ["Params", "ParamsError", "load_params", "to_dict"]
@@ -31,6 +32,7 @@ class Params:
     model: ModelParams = dataclasses.field(default_factory=ModelParams)
     pretrain: PretrainParams = dataclasses.field(default_factory=PretrainParams)
     finetune: FinetuneParams = dataclasses.field(default_factory=FinetuneParams)
+    safari: SafariParams = dataclasses.field(default_factory=SafariParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
