@@ -43,6 +43,8 @@ def _train(method: str, level: float, init, base, params, manifest: Path) -> dic
     # Only what changes the run goes into its cache key: the other levels and methods do
     # not, so adding a level or a method (or resuming a killed flow) reuses finished runs.
     sp = dataclasses.replace(params.safari, sparsities=[level], methods=[])
+    if base is not None:  # as paths, so the cache key hashes the files' contents
+        base = {k: Path(base[k]) for k in ("model_dir", "mask_path") if base.get(k)}
     return run_with_outputs(S.train_run, method, level, init, base, params.model, sp, manifest,
                             params.seed, params.threads, outputs=outputs)
 

@@ -37,7 +37,7 @@ def run_dir(method: str, level: float, *key: Any) -> Path:
 
 
 @task(cache_policy=content_cache(*SAFARI_CODE), persist_result=True)
-def train_run(method: str, level: float, init: Path | None, base: dict[str, Any] | None, m: ModelParams,
+def train_run(method: str, level: float, init: Path | None, base: dict[str, Path] | None, m: ModelParams,
               sp: SafariParams, manifest: Path, seed: int, threads: int) -> dict[str, Any]:
     """Train one method at one FLOPs level; returns :meth:`MethodResult.to_dict`.
 
@@ -46,14 +46,13 @@ def train_run(method: str, level: float, init: Path | None, base: dict[str, Any]
         level: share of encoder FLOPs removed (0 for ``dense``).
         init: the pretrained model (None = random init).
         base: the run this one continues from — the ``dense`` result for ``omp``, the
-            ``parp_structured`` result for ``parp_masked_finetune``; its files are part of
-            the cache key through the paths in it.
+            ``parp_structured`` result for ``parp_masked_finetune``: ``{"model_dir": Path,
+            "mask_path": Path}`` (file contents are part of the cache key).
     """
     from s6damon.safari import methods as M
 
     ctx = _context(m, sp, manifest, seed, threads)
-    base_paths = {k: Path(v) for k, v in (base or {}).items() if k in ("model_dir", "mask_path") and v}
-    folder = run_dir(method, level, init, base_paths, m, sp, manifest, seed)
+    folder = run_dir(method, level, init, base or {}, m, sp, manifest, seed)
     if method == "dense":
         res = M.dense(ctx, init, folder)
     elif method == "omp":

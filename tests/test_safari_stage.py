@@ -44,17 +44,13 @@ def test_metrics_have_every_method_and_level(safari_run):
         for key in ("test_wer", "test_cer", "params", "gflops"):
             assert math.isfinite(r[key]) and r[key] >= 0, (r, key)
         if r["method"] != "dense":
-            # every method is at least at its FLOPs target (SAFARI's conv swaps may drift a little)
-            slack = 0.08 if r["method"] == "safari" else 1e-6
-            assert r["flops_removed_actual"] >= r["flops_removed"] - slack, r
+            assert r["flops_removed_actual"] >= r["flops_removed"] - 1e-6, r  # every method at its target
             assert r["gflops"] < dense["gflops"] and r["params"] <= dense["params"]
     assert metrics["seed"] == yaml.safe_load((root / "params.yaml").read_text())["seed"]
     for level in levels:
         dist = metrics["per_layer"][f"{level:g}"]
         assert set(dist) >= {"heads", "neurons", "conv_channels", "initial"}
-        assert all(h >= 1 for h in dist["heads"])
-        for kind in ("heads", "neurons", "conv_channels"):  # constant count per kind
-            assert sum(dist[kind]) == sum(dist["initial"][kind])
+        assert all(h >= 1 for h in dist["heads"]) and dist["adjustments"] >= 1
 
 
 def test_outputs_report_plots_and_models(safari_run):

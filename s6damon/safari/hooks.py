@@ -24,7 +24,9 @@ from s6damon.pruning import (
     StructuredMask,
     all_importances,
     apply_masks,
+    mask_for_flops_target,
     prune_and_grow,
+    regrown_units,
     reinit_regrown,
     removed_share,
 )
@@ -39,6 +41,37 @@ def latest_checkpoint_step(ckpt_dir: str | Path) -> int:
     return int(found[-1].stem.split("_")[1]) if found else 0
 
 
+def restore_flops_target(model: torch.nn.Module, old: StructuredMask, new: StructuredMask, level: float,
+                         grad_l1: dict[str, list[torch.Tensor]], kinds: Sequence[str], *, seconds: float,
+                         allow_layer_removal: bool, max_tries: int = 200) -> StructuredMask:
+    """Put a prune-and-grow result back at the FLOPs target.
+
+    :func:`~s6damon.pruning.prune_and_grow` keeps each kind's *count* constant; heads and
+    neurons cost the same in every layer, but a conv channel's cost depends on its layer
+    (and its neighbours' widths), so swapping channels between conv layers moves the FLOPs.
+    SAFARI's sparsity is a FLOPs share, so: if the swap freed FLOPs, prune the kept units of
+    least weight L1 per FLOP (never those regrown in this step) until the target is met
+    again; if it removed more than needed, regrow the pruned units of largest gradient L1
+    that fit (at most ``max_tries`` candidates). Result: removed share >= ``level``, short of
+    it by less than one unit's FLOPs above.
+    """
+    if removed_share(model, new, seconds) < level:
+        w = all_importances(model, "l1", kinds)
+        for kind in kinds:  # just-regrown units are not candidates (their outgoing slice may be zero)
+            for scores, grown in zip(w[kind], regrown_units(old, new, kind), strict=True):
+                scores[grown] = float("inf")
+        return mask_for_flops_target(model, w, level, scope="global", kinds=kinds, seconds=seconds,
+                                     allow_layer_removal=allow_layer_removal, base_mask=new)
+    out = new.clone()
+    cands = sorted(((float(grad_l1[k][l][j]), k, l, j) for k in kinds for l, m in enumerate(out.units(k))
+                    for j in (~m).nonzero().squeeze(1).tolist()), reverse=True)
+    for _, kind, l, j in cands[:max_tries]:
+        out.units(kind)[l][j] = True
+        if removed_share(model, out, seconds) < level:
+            out.units(kind)[l][j] = False
+    return out
+
+
 class SafariAdjuster:
     """SAFARI's adjust-sparsity step as a loop hook, with its mask history on disk.
 
@@ -46,15 +79,16 @@ class SafariAdjuster:
     end, so regrown units get trained): per kind, pooled across layers, drop the
     ``swap_fraction`` of kept units with the smallest weight L1 and regrow as many pruned
     units with the largest gradient L1 (per-weight means, so conv layers of different
-    widths compare). The kept count per kind is constant. Each mask is written to
+    widths compare), then :func:`restore_flops_target` (the FLOPs removed stay at the
+    level; per kind the count is constant up to that repair). Each mask is written to
     ``mask_dir/step_XXXXXXXX.json``; :meth:`wrap` of a resumed run restarts from the mask in
     force at the resumed checkpoint.
     """
 
-    def __init__(self, mask: StructuredMask, *, adjust_every: int, swap_fraction: float, kinds: Sequence[str],
+    def __init__(self, mask: StructuredMask, level: float, *, adjust_every: int, swap_fraction: float, kinds: Sequence[str],
                  allow_layer_removal: bool, total_steps: int, regrow_init: str, mask_dir: str | Path,
                  ckpt_dir: str | Path, seconds: float = 10.0) -> None:
-        self.mask = mask
+        self.mask, self.level = mask, level
         self.adjust_every, self.swap_fraction = adjust_every, swap_fraction
         self.kinds, self.allow_layer_removal = tuple(kinds), allow_layer_removal
         self.total_steps, self.regrow_init = total_steps, regrow_init
@@ -91,6 +125,8 @@ class SafariAdjuster:
             g = all_importances(model, "grad_l1", self.kinds, normalise=True)
             new = prune_and_grow(self.mask, w, g, self.swap_fraction, kinds=self.kinds,
                                  allow_empty_layers=self.allow_layer_removal)
+            new = restore_flops_target(model, self.mask, new, self.level, g, self.kinds, seconds=self.seconds,
+                                       allow_layer_removal=self.allow_layer_removal)
             reinit_regrown(model, self.mask, new, mode=self.regrow_init)
             swapped = sum(int((o & ~n).sum()) for k in self.kinds
                           for o, n in zip(self.mask.units(k), new.units(k), strict=True))

@@ -126,7 +126,7 @@ def safari(ctx: RunContext, init: Path | None, level: float, run_dir: Path,
     """Sparsify by L1 → masked finetune → prune-and-grow every ``adjust_every`` steps."""
     sp = ctx.sp
     mask = _mask_of(ctx, _start_model(ctx, init), level, "l1")
-    adjuster = SafariAdjuster(mask, adjust_every=sp.adjust_every, swap_fraction=sp.swap_fraction, kinds=sp.kinds,
+    adjuster = SafariAdjuster(mask, level, adjust_every=sp.adjust_every, swap_fraction=sp.swap_fraction, kinds=sp.kinds,
                               allow_layer_removal=sp.allow_layer_removal, total_steps=ctx.p.steps,
                               regrow_init=sp.regrow_init, mask_dir=run_dir / "masks",
                               ckpt_dir=run_dir / "checkpoints", seconds=sp.eval_seconds)
