@@ -184,3 +184,20 @@ def test_random_and_l1_masks_differ_and_random_is_seeded(ctx):
     c = initial_mask(model, LEVEL, criterion="l1", **kw)
     assert a.to_dict() == b.to_dict() and a.to_dict() != c.to_dict()
     assert set(kept_per_layer(c)) == set(KINDS)
+
+
+def test_global_l1_mask_prunes_every_kind_at_a_similar_pace():
+    """On the default model shape, the initial global mask neither wipes out a conv layer
+    nor spares a whole kind (raw L1 per FLOP would do both)."""
+    from s6damon.config.model import ModelParams
+    from s6damon.model.factory import build_ctc_model
+    from s6damon.model.vocab import build_tokenizer
+
+    torch.manual_seed(0)
+    model = build_ctc_model(ModelParams(), build_tokenizer())
+    mask = initial_mask(model, 0.5, criterion="l1", kinds=KINDS, scope="global", allow_layer_removal=False,
+                        seconds=10.0)
+    assert removed_share(model, mask, 10.0) == pytest.approx(0.5, abs=0.01)
+    shares = {k: mask.sparsity(k) for k in KINDS}
+    assert all(0.2 < s < 0.8 for s in shares.values()), shares
+    assert all(int(m.sum()) >= 0.1 * len(m) for m in mask.conv_channels)

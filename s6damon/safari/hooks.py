@@ -31,7 +31,7 @@ from s6damon.pruning import (
     removed_share,
 )
 from s6damon.safari import unstructured as U
-from s6damon.safari.selection import initial_mask, zero_units
+from s6damon.safari.selection import balanced_importance, comparable, initial_mask, zero_units
 from s6damon.train import checkpoint as ck
 
 
@@ -56,10 +56,11 @@ def restore_flops_target(model: torch.nn.Module, old: StructuredMask, new: Struc
     it by less than one unit's FLOPs above.
     """
     if removed_share(model, new, seconds) < level:
-        w = all_importances(model, "l1", kinds)
+        w = comparable(all_importances(model, "l1", kinds, normalise=True))
         for kind in kinds:  # just-regrown units are not candidates (their outgoing slice may be zero)
             for scores, grown in zip(w[kind], regrown_units(old, new, kind), strict=True):
                 scores[grown] = float("inf")
+        w = balanced_importance(model, w, new, seconds)
         return mask_for_flops_target(model, w, level, scope="global", kinds=kinds, seconds=seconds,
                                      allow_layer_removal=allow_layer_removal, base_mask=new)
     out = new.clone()
@@ -78,8 +79,8 @@ class SafariAdjuster:
     Every ``adjust_every`` steps (the last one at least ``adjust_every`` steps before the
     end, so regrown units get trained): per kind, pooled across layers, drop the
     ``swap_fraction`` of kept units with the smallest weight L1 and regrow as many pruned
-    units with the largest gradient L1 (per-weight means, so conv layers of different
-    widths compare), then :func:`restore_flops_target` (the FLOPs removed stay at the
+    units with the largest gradient L1 (per-weight means; conv channels relative to their
+    layer's mean, see :func:`~s6damon.safari.selection.comparable`), then :func:`restore_flops_target` (the FLOPs removed stay at the
     level; per kind the count is constant up to that repair). Each mask is written to
     ``mask_dir/step_XXXXXXXX.json``; :meth:`wrap` of a resumed run restarts from the mask in
     force at the resumed checkpoint.
@@ -121,8 +122,8 @@ class SafariAdjuster:
         out = None
         changed = False
         if self.is_adjust_step(step):
-            w = all_importances(model, "l1", self.kinds, normalise=True)
-            g = all_importances(model, "grad_l1", self.kinds, normalise=True)
+            w = comparable(all_importances(model, "l1", self.kinds, normalise=True))
+            g = comparable(all_importances(model, "grad_l1", self.kinds, normalise=True))
             new = prune_and_grow(self.mask, w, g, self.swap_fraction, kinds=self.kinds,
                                  allow_empty_layers=self.allow_layer_removal)
             new = restore_flops_target(model, self.mask, new, self.level, g, self.kinds, seconds=self.seconds,

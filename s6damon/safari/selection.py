@@ -7,11 +7,55 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from s6damon.pruning import StructuredMask, all_importances, mask_for_flops_target
+from s6damon.pruning import StructuredMask, all_importances, mask_for_flops_target, model_sizes
+from s6damon.pruning.flops import SAMPLE_RATE, _Counts
 from s6damon.pruning.model_parts import encoder_layers, head_dim
 
 #: importance criteria an initial mask can use
 CRITERIA: tuple[str, ...] = ("l1", "random", "leading")
+
+
+def comparable(scores: dict[str, list[torch.Tensor]]) -> dict[str, list[torch.Tensor]]:
+    """Scores that can be pooled across layers: conv channels divided by their layer's mean.
+
+    Transformer layers share one shape and init scale, so raw head / neuron L1 pools as
+    SAFARI pools it. Conv layers differ in fan-in (10 to hundreds of inputs), and their
+    weight scales with it: pooled raw, the widest-fan-in layer would lose all its channels
+    first. Relative to its layer's mean, a channel competes on how it stands in its layer.
+    """
+    out = dict(scores)
+    if "conv_channels" in scores:
+        out["conv_channels"] = [s / s.mean().clamp_min(1e-12) if len(s) else s for s in scores["conv_channels"]]
+    return out
+
+
+def balanced_importance(model: nn.Module, scores: dict[str, list[torch.Tensor]], mask: StructuredMask,
+                        seconds: float) -> dict[str, list[torch.Tensor]]:
+    """Turn per-unit scores into importances under which the global FLOPs-greedy selection
+    prunes every kind at about the same pace, least important first within each kind.
+
+    :func:`~s6damon.pruning.mask_for_flops_target` ranks units by importance per FLOP. Fed
+    raw L1 sums it compares a head, a neuron and a conv channel by the scale of their
+    weights over their cost, and on wav2vec2-shaped models it wipes out whole early conv
+    layers (one channel there costs as much as thousands of weights elsewhere) before it
+    touches an FFN neuron. SAFARI pools units *of a kind* across layers: here each unit's
+    score is replaced by its percentile within its kind (pooled over layers, so the
+    per-layer distribution follows the scores) times its FLOPs, so importance per FLOP is
+    the percentile.
+    """
+    counts = _Counts(model_sizes(model, mask), mask, seconds, SAMPLE_RATE)
+    out: dict[str, list[torch.Tensor]] = {}
+    for kind, per_layer in scores.items():
+        flat = torch.cat([s.float() for s in per_layer])
+        rank = torch.empty_like(flat)
+        rank[torch.argsort(flat, stable=True)] = torch.arange(1, len(flat) + 1, dtype=flat.dtype)
+        pct = rank / max(len(flat), 1)
+        parts, start = [], 0
+        for l, s in enumerate(per_layer):
+            parts.append(pct[start:start + len(s)] * float(max(counts.cost(kind, l), 1)))
+            start += len(s)
+        out[kind] = parts
+    return out
 
 
 def initial_mask(model: nn.Module, level: float, *, criterion: str, kinds: Sequence[str], scope: str,
@@ -36,8 +80,9 @@ def initial_mask(model: nn.Module, level: float, *, criterion: str, kinds: Seque
         imp = {k: [-torch.arange(len(m), dtype=torch.float32) for m in full.units(k)] for k in kinds}
         scope = "per_layer"
     else:
-        # Raw sums (not per-weight means): the global ranking divides by each unit's FLOPs.
-        imp = all_importances(model, criterion, kinds, seed=seed)
+        # per-weight means, so conv channels of layers of different widths compare
+        scores = comparable(all_importances(model, criterion, kinds, normalise=True, seed=seed))
+        imp = balanced_importance(model, scores, StructuredMask.full(model), seconds)
     return mask_for_flops_target(model, imp, level, scope=scope, kinds=kinds, seconds=seconds,
                                  allow_layer_removal=allow_layer_removal)
 
