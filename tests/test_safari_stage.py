@@ -79,3 +79,18 @@ def test_rerun_reuses_finished_runs(safari_run):
     same = {(r["method"], r["flops_removed"]): r for r in full["results"]}
     for r in partial["results"]:
         assert same[(r["method"], r["flops_removed"])]["test_wer"] == r["test_wer"]
+
+
+def test_unreachable_level_exits_2_naming_the_key(safari_run, monkeypatch, capsys):
+    from flows.cli import main
+    from flows.safari import safari
+
+    root, _, _, _ = safari_run
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["safari"].update(sparsities=[0.9], methods=["parp"])
+    (root / "bad.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(root)
+    with pytest.raises(SystemExit) as exit_info:
+        main(safari, ["--params", "bad.yaml"])
+    assert exit_info.value.code == 2
+    assert "safari.sparsities" in capsys.readouterr().err
