@@ -201,3 +201,23 @@ def test_global_l1_mask_prunes_every_kind_at_a_similar_pace():
     shares = {k: mask.sparsity(k) for k in KINDS}
     assert all(0.2 < s < 0.8 for s in shares.values()), shares
     assert all(int(m.sum()) >= 0.1 * len(m) for m in mask.conv_channels)
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_head_floor_holds_unless_layer_removal_is_on(allow):
+    """Layer 0's only head has the smallest weight L1: prune-and-grow keeps it unless layer
+    removal is on (the regrown heads go to layer 1, which has the largest gradients)."""
+    from pruning_models import tiny_model
+
+    from s6damon.pruning import prune_and_grow
+
+    model = tiny_model()
+    mask = StructuredMask.full(model)
+    mask.heads[0][1:] = False
+    mask.heads[1][:2] = False
+    w = {"heads": [torch.zeros(4), torch.ones(4), torch.ones(4)]}
+    g = {"heads": [torch.zeros(4), torch.tensor([5.0, 5.0, 0, 0]), torch.zeros(4)]}
+    new = prune_and_grow(mask, w, g, swap_fraction=0.3, kinds=("heads",), allow_empty_layers=allow)
+    assert new.kept("heads") == mask.kept("heads")
+    assert bool(new.heads[1][:2].all())
+    assert int(new.heads[0].sum()) == (0 if allow else 1)
