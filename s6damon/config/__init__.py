@@ -16,6 +16,7 @@ from s6damon.config.align import AlignParams
 from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
 from s6damon.config.prepare import PrepareParams
 from s6damon.config.salad import SaladParams
+from s6damon.config.safari import SafariParams
 from s6damon.config.schema import ParamsError, build, param, to_dict
 
 __all__ = ["Params", "ParamsError", "load_params", "to_dict"]
@@ -33,6 +34,7 @@ class Params:
     pretrain: PretrainParams = dataclasses.field(default_factory=PretrainParams)
     finetune: FinetuneParams = dataclasses.field(default_factory=FinetuneParams)
     salad: SaladParams = dataclasses.field(default_factory=SaladParams)
+    safari: SafariParams = dataclasses.field(default_factory=SafariParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

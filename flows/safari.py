@@ -1,0 +1,149 @@
+"""SAFARI structured pruning against OMP, PARP (two variants), PARP + masked finetune,
+random masks and a small dense model, at equal encoder FLOPs.
+
+Usage::
+
+    python -m flows.safari [--params params.yaml]
+
+For every level of ``safari.sparsities`` (share of the encoder's FLOPs for a 10 s input
+removed) and every method of ``safari.methods``, one finetuning run with the same budget
+(``safari.finetune``), plus one dense run (the reference and OMP's dense finetune). Each
+run's deployed model is decoded on the test split. Writes ``metrics/safari.json``,
+``reports/safari.md``, ``plots/safari_wer_flops.csv``, ``plots/safari_layers.csv`` and the
+SAFARI models (weights + ``mask.json``) to ``models/safari/<level>/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.cli import main
+from flows.finetune import resolve_init
+from flows.plots import write_curve
+from s6damon import io
+from s6damon.config import load_params
+from s6damon.config.safari import METHODS
+from s6damon.errors import InputError
+from tasks import safari as S
+from tasks.caching import run_with_outputs
+
+MODELS = Path("models/safari")
+
+
+def _train(method: str, level: float, init, base, params, manifest: Path) -> dict[str, Any]:
+    def outputs(r: dict[str, Any]) -> list[str]:
+        return [r["model_dir"]] + ([r["mask_path"]] if r["mask_path"] else [])
+
+    # Only what changes the run goes into its cache key: the other levels and methods do
+    # not, so adding a level or a method (or resuming a killed flow) reuses finished runs.
+    sp = dataclasses.replace(params.safari, sparsities=[level], methods=[])
+    if base is not None:  # as paths, so the cache key hashes the files' contents
+        base = {k: Path(base[k]) for k in ("model_dir", "mask_path") if base.get(k)}
+    return run_with_outputs(S.train_run, method, level, init, base, params.model, sp, manifest,
+                            params.seed, params.threads, outputs=outputs)
+
+
+def _row(method: str, level: float, run: dict[str, Any], params, manifest: Path) -> dict[str, Any]:
+    _, score = S.evaluate_run(Path(run["model_dir"]), Path(run["mask_path"]) if run["mask_path"] else None,
+                              run["unstructured"], manifest, "test", params.threads, params.safari.eval_seconds)
+    return {"method": method, "flops_removed": level, "test_wer": score["wer"], "test_cer": score["cer"],
+            "params": score["params"], "gflops": round(score["gflops"], 4),
+            "flops_removed_actual": round(score["flops_removed_actual"], 4),
+            "train_seconds": run["metrics"].get("train_seconds"), "steps": run["metrics"].get("steps")}
+
+
+def _per_layer(run: dict[str, Any]) -> dict[str, Any]:
+    """Learned kept units per layer of a SAFARI run, and the initial (L1) distribution."""
+    from s6damon.safari.methods import load_mask
+    from s6damon.safari.selection import kept_per_layer
+
+    folder = Path(run["model_dir"]).parent
+    final = kept_per_layer(load_mask(run["mask_path"]))
+    return final | {"initial": kept_per_layer(load_mask(folder / "initial_mask.json")),
+                    "adjustments": len(list((folder / "masks").glob("step_*.json"))) - 1}
+
+
+def _layer_rows(per_layer: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for level, dist in per_layer.items():
+        for kind in ("heads", "neurons", "conv_channels"):
+            for i, (kept, first) in enumerate(zip(dist[kind], dist["initial"][kind], strict=True)):
+                rows.append({"level": float(level), "kind": kind, "layer": i, "kept": kept, "initial_kept": first})
+    return rows
+
+
+def _report(rows: list[dict[str, Any]], per_layer: dict[str, Any]) -> str:
+    lines = ["# SAFARI and baselines at equal encoder FLOPs (test split)", "",
+             "| method | FLOPs removed (target) | removed (actual) | GFLOPs (10 s) | params | test WER | test CER |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['flops_removed']:.2f} | {r['flops_removed_actual']:.3f} | "
+                     f"{r['gflops']:.3f} | {r['params']:,} | {r['test_wer']:.4f} | {r['test_cer']:.4f} |")
+    lines += ["", "## SAFARI: kept units per layer (learned; initial L1 mask in brackets)", ""]
+    for level, dist in per_layer.items():
+        for kind in ("heads", "neurons", "conv_channels"):
+            pairs = ", ".join(f"{k} ({i})" for k, i in zip(dist[kind], dist["initial"][kind], strict=True))
+            lines.append(f"- {level} {kind}: {pairs}")
+    return "\n".join(lines) + "\n"
+
+
+def _export(level: float, run: dict[str, Any]) -> None:
+    with io.atomic_path(MODELS / f"{level:g}") as tmp:
+        shutil.copytree(run["model_dir"], tmp)
+        shutil.copy(run["mask_path"], Path(tmp) / "mask.json")
+
+
+@flow(name="safari")
+def safari(params_path: str = "params.yaml") -> dict[str, Any]:
+    """Train and score SAFARI and its baselines at every FLOPs level."""
+    params = load_params(params_path)
+    sp = params.safari
+    log = get_run_logger()
+    manifest = Path(params.prepare.out_dir) / "manifest.parquet"
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest}: no corpus manifest (run the prepare stage first)")
+    init = resolve_init()
+    dense = _train("dense", 0.0, init, None, params, manifest)
+    rows = [_row("dense", 0.0, dense, params, manifest)]
+    per_layer: dict[str, Any] = {}
+    wanted = [m for m in METHODS if m in sp.methods]
+    for level in sp.sparsities:
+        runs: dict[str, dict[str, Any]] = {}
+        for method in wanted:
+            base = None
+            if method == "omp":
+                base = dense
+            elif method == "parp_masked_finetune":
+                # needs parp_structured's result even when that row is not reported
+                runs.setdefault("parp_structured", _train("parp_structured", level, init, None, params, manifest))
+                base = runs["parp_structured"]
+            if method not in runs:
+                try:
+                    runs[method] = _train(method, level, init, base, params, manifest)
+                except ValueError as err:
+                    raise InputError(f"params: 'safari.sparsities' level {level} for {method}: {err}") from err
+        for method in wanted:
+            rows.append(_row(method, level, runs[method], params, manifest))
+        if "safari" in runs:
+            per_layer[f"{level:g}"] = _per_layer(runs["safari"])
+            _export(level, runs["safari"])
+    metrics = {"results": rows, "per_layer": per_layer, "seed": params.seed,
+               "budget": {"steps": sp.finetune.steps, "batch_seconds": sp.finetune.batch_seconds},
+               "init": str(init) if init else "random"}
+    io.write_json("metrics/safari.json", metrics)
+    io.write_text("reports/safari.md", _report(rows, per_layer))
+    write_curve("plots/safari_wer_flops.csv", [{k: r[k] for k in ("method", "flops_removed", "gflops", "test_wer",
+                                                                 "test_cer", "params")} for r in rows])
+    write_curve("plots/safari_layers.csv", _layer_rows(per_layer))
+    log.info("safari: %s", json.dumps(rows))
+    return metrics
+
+
+if __name__ == "__main__":
+    main(safari)

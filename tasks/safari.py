@@ -1,0 +1,80 @@
+"""Tasks of the ``safari`` stage: one cached, persisted task per (method, level) run.
+
+Each run lives in ``.work/runs/safari/<method>-<level>/<fingerprint>/`` (model, mask(s),
+resumable checkpoints). The cache key covers the method, level, params, seed, the contents
+of the starting model and manifest, and the source of the core code, so a killed flow
+re-runs only the unfinished runs — and those resume from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from s6damon import io
+from s6damon.config.model import ModelParams
+from s6damon.config.safari import SafariParams
+from tasks.caching import content_cache, fingerprint
+from tasks.train import TRAIN_CODE
+
+SAFARI_CODE = (*TRAIN_CODE, "s6damon/pruning", "s6damon/safari", "s6damon/config/safari.py")
+RUNS = Path(".work/runs/safari")
+
+
+def _context(m: ModelParams, sp: SafariParams, manifest: Path, seed: int, threads: int):
+    from s6damon.safari.methods import RunContext
+
+    df = io.read_parquet(manifest)
+    split = lambda name: df[df["split"] == name].reset_index(drop=True)  # noqa: E731
+    return RunContext(m=m, sp=sp, train=split("train"), dev=split("dev"), seed=seed, threads=threads)
+
+
+def run_dir(method: str, level: float, *key: Any) -> Path:
+    """Folder of one run, named for people and keyed by content."""
+    return RUNS / f"{method}-{level:g}" / fingerprint(method, level, *key)[:16]
+
+
+@task(cache_policy=content_cache(*SAFARI_CODE), persist_result=True)
+def train_run(method: str, level: float, init: Path | None, base: dict[str, Path] | None, m: ModelParams,
+              sp: SafariParams, manifest: Path, seed: int, threads: int) -> dict[str, Any]:
+    """Train one method at one FLOPs level; returns :meth:`MethodResult.to_dict`.
+
+    Args:
+        method: ``dense`` or one of :data:`s6damon.config.safari.METHODS`.
+        level: share of encoder FLOPs removed (0 for ``dense``).
+        init: the pretrained model (None = random init).
+        base: the run this one continues from — the ``dense`` result for ``omp``, the
+            ``parp_structured`` result for ``parp_masked_finetune``: ``{"model_dir": Path,
+            "mask_path": Path}`` (file contents are part of the cache key).
+    """
+    from s6damon.safari import methods as M
+
+    ctx = _context(m, sp, manifest, seed, threads)
+    folder = run_dir(method, level, init, base or {}, m, sp, manifest, seed)
+    if method == "dense":
+        res = M.dense(ctx, init, folder)
+    elif method == "omp":
+        res = M.omp(ctx, Path(base["model_dir"]), level, folder)
+    elif method == "parp_masked_finetune":
+        parp = M.MethodResult(Path(base["model_dir"]), Path(base["mask_path"]), False, [], {})
+        res = M.parp_masked_finetune(ctx, parp, level, folder)
+    elif method == "random":
+        res = M.random_structured(ctx, init, level, folder)
+    elif method in ("safari", "parp", "parp_structured", "small_dense"):
+        res = getattr(M, method)(ctx, init, level, folder)
+    else:
+        raise ValueError(f"unknown safari method {method!r}")
+    return res.to_dict()
+
+
+@task(cache_policy=content_cache(*SAFARI_CODE), persist_result=True)
+def evaluate_run(model_dir: Path, mask_path: Path | None, unstructured: bool, manifest: Path, split: str,
+                 threads: int, seconds: float) -> tuple[Any, dict[str, Any]]:
+    """Transcripts of one split by a run's deployed (masked) model, WER/CER, params and GFLOPs."""
+    from s6damon.safari.measure import evaluate
+
+    df = io.read_parquet(manifest)
+    return evaluate(model_dir, mask_path, unstructured, df[df["split"] == split].reset_index(drop=True),
+                    threads, seconds)
