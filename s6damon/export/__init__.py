@@ -1,0 +1,1 @@
+"""Export: physically pruned, SALAD-folded models as checkpoint folders, TorchScript and ONNX."""
