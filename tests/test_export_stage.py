@@ -89,6 +89,6 @@ def test_exported_folder_transcribes_a_test_file(export_run):
     root, _ = export_run
     test = io.read_parquet(root / "data/corpus/manifest.parquet").query("split == 'test'").iloc[0]
     exported = load_exported(root / "models/export/safari50+salad_alignment_0.3")
-    text = exported.transcribe(test["path"])
+    text = exported.transcribe(root / test["path"])
     assert isinstance(text, str)
     assert exported.detector is not None and exported.model.config.conv_dim[1] == 12
