@@ -153,7 +153,7 @@ def run_scale(scale: str, args: argparse.Namespace, notes: list[str]) -> tuple[l
     rng = np.random.default_rng(args.seed)
     wave = rng.standard_normal(round(args.seconds * SAMPLE_RATE)).astype(np.float32)
     wave = (wave - wave.mean()) / wave.std()
-    dists = dict(d.split("=", 1) for d in args.distribution) if scale == "base" or args.tiny_model else {}
+    dists = dict(d.split("=", 1) for d in args.distribution)
     scale_notes: list[str] = []
     models = build(model, torch.from_numpy(wave)[None], args.seconds, distributions=dists, seed=args.seed,
                    notes=scale_notes)

@@ -188,3 +188,14 @@ def test_parity_check_passes_and_names_a_mismatching_utterance(tmp_path):
 
     with pytest.raises(ParityError, match="utt2"):
         check_parity(ref, {"broken": broken}, waves)
+
+
+def test_padded_batch_rows_equal_single_utterances(pruned_graph):
+    # layer-norm conv encoder + masked attention over compacted, zero-padded tokens: each
+    # row of a padded batch gets exactly what the utterance gets alone
+    x, n = _batch([16000, 9000, 12000], seed=7)
+    logits, lengths = TorchRunner(pruned_graph)(x, n)
+    for b in range(3):
+        one, one_len = TorchRunner(pruned_graph)(x[b:b + 1, : n[b]], n[b:b + 1])
+        assert int(lengths[b]) == int(one_len[0])
+        np.testing.assert_allclose(logits[b, : lengths[b]], one[0], atol=1e-5, rtol=0)

@@ -185,6 +185,11 @@ class ExportedModel:
     meta: dict[str, Any]
     _graph: nn.Module | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "ExportedModel":
+        """Same as :func:`load_exported` (the Hugging Face spelling)."""
+        return load_exported(folder)
+
     @property
     def graph(self) -> nn.Module:
         """The traceable :class:`~s6damon.export.graph.DropGraph` (built once)."""
