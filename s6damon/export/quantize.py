@@ -48,8 +48,9 @@ def quantize_torch(model: nn.Module) -> nn.Module:
 def quantize_onnx(src: str | Path, dest: str | Path) -> Path:
     """Write a dynamically int8-quantised copy of the ONNX model ``src`` to ``dest`` (atomically).
 
-    MatMul/Gemm weights become int8 (the linear layers; convs stay float, as in PyTorch) (``onnxruntime.quantization.quantize_dynamic``), except
-    the detector's nodes (named ``/detector/...`` by the exporter; see :data:`FLOAT_PREFIXES`).
+    Only MatMul/Gemm nodes are quantised (``onnxruntime.quantization.quantize_dynamic``): the
+    linear layers, as in PyTorch; the convs stay float. The detector's nodes (named
+    ``/detector/...`` by the exporter) are excluded, see :data:`FLOAT_PREFIXES`.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
