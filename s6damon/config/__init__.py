@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from s6damon.config.align import AlignParams
+from s6damon.config.export import ExportParams
 from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
 from s6damon.config.prepare import PrepareParams
 from s6damon.config.salad import SaladParams
@@ -35,6 +36,7 @@ class Params:
     finetune: FinetuneParams = dataclasses.field(default_factory=FinetuneParams)
     salad: SaladParams = dataclasses.field(default_factory=SaladParams)
     safari: SafariParams = dataclasses.field(default_factory=SafariParams)
+    export: ExportParams = dataclasses.field(default_factory=ExportParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
