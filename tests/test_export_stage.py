@@ -92,3 +92,32 @@ def test_exported_folder_transcribes_a_test_file(export_run):
     text = exported.transcribe(root / test["path"])
     assert isinstance(text, str)
     assert exported.detector is not None and exported.model.config.conv_dim[1] == 12
+
+
+def test_evaluate_gathers_every_export_and_runtime(export_run, monkeypatch):
+    from flows.evaluate import evaluate
+
+    root, exported = export_run
+    monkeypatch.chdir(root)
+    metrics = evaluate(params_path="params.yaml")
+    rows = metrics["rows"]
+    assert {r["model"] for r in rows} == set(exported["models"])
+    assert {r["runtime"] for r in rows} == {"eager", "onnxruntime", "onnxruntime-int8"}
+    by = {(r["model"], r["runtime"]): r for r in rows}
+    for name in exported["models"]:
+        # parity: ONNX Runtime float transcribes exactly like eager, so the WER is the same
+        assert by[(name, "onnxruntime")]["test_wer"] == pytest.approx(by[(name, "eager")]["test_wer"])
+        assert by[(name, "eager")]["rtf"] > 0
+    assert by[("safari50", "eager")]["params"] < by[("finetuned", "eager")]["params"]
+    assert by[("safari50", "eager")]["gflops"] < by[("finetuned", "eager")]["gflops"]
+    assert any(r["pareto"] for r in rows)
+    assert json.loads((root / "metrics/summary.json").read_text())["rows"] == rows
+    assert (root / "plots/summary.csv").read_text().startswith("model,runtime,rtf,test_wer")
+
+
+def test_pareto_front():
+    from s6damon.export.summary import pareto_front
+
+    rows = [{"rtf": 0.1, "test_wer": 0.5}, {"rtf": 0.2, "test_wer": 0.4}, {"rtf": 0.3, "test_wer": 0.45},
+            {"rtf": 0.1, "test_wer": 0.6}]
+    assert pareto_front(rows) == [True, True, False, False]

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from s6damon.config.align import AlignParams
+from s6damon.config.evaluate import EvaluateParams
 from s6damon.config.export import ExportParams
 from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
 from s6damon.config.prepare import PrepareParams
@@ -37,6 +38,7 @@ class Params:
     salad: SaladParams = dataclasses.field(default_factory=SaladParams)
     safari: SafariParams = dataclasses.field(default_factory=SafariParams)
     export: ExportParams = dataclasses.field(default_factory=ExportParams)
+    evaluate: EvaluateParams = dataclasses.field(default_factory=EvaluateParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
