@@ -40,6 +40,10 @@ class SafariParams:
     parp_reprune_every: int = param(25, minimum=1, help="PARP: steps between re-prunes (and once at the end)")
     methods: list[Method] = param(list(METHODS), help="methods to run at every level (the dense reference always runs)")
     eval_seconds: float = param(10.0, minimum=0.1, help="utterance length FLOPs are counted for")
+    start: Literal["pretrained", "finetuned"] = param(
+        "finetuned", help="model every method starts from: the SSL-pretrained model (the paper's protocol; needs a "
+                          "full finetuning budget per run) or the finetuned CTC model (what a short per-run budget can "
+                          "compare on a CPU)")
     finetune: FinetuneParams = dataclasses.field(default_factory=_safari_budget)
 
     def check(self) -> None:
