@@ -35,8 +35,9 @@ def test_labels_cover_every_token_of_train_and_dev(salad_run):
     for src in ("alignment", "ctc"):
         assert all(len(v) == n for v, n in zip(table[src], table["frames"]))
     m = out["labels"]
-    for src in ("alignment", "ctc"):
-        assert 0.0 < m["sources"][src]["train"]["drop_ratio"] < 1.0
+    assert 0.0 < m["sources"]["alignment"]["train"]["drop_ratio"] < 1.0
+    # the tiny profile's 4-step model may emit nothing but blanks: then every token is redundant
+    assert 0.0 < m["sources"]["ctc"]["train"]["drop_ratio"] <= 1.0
     assert -1.0 <= m["agreement"]["kappa"] <= 1.0
 
 
