@@ -22,7 +22,8 @@ def _fmt(x: object, digits: int = 3) -> str:
 
 
 def summary(seconds: int | None = None) -> str:
-    """The summary text: corpus size, alignment accuracy, dev/test WER and CER."""
+    """The summary text: corpus size, alignment accuracy, dev/test WER and CER, and (once
+    their stages ran) SALAD and SAFARI at the headline settings and the WER-vs-RTF front."""
     prep, align, ft = _load("prepare"), _load("align"), _load("finetune")
     lines = ["s6damon pipeline summary", "=" * 24]
     if prep:
@@ -41,6 +42,18 @@ def summary(seconds: int | None = None) -> str:
         if split in ft.get("scratch", {}):
             s = ft["scratch"][split]
             lines.append(f"scratch   {split}: WER {_fmt(s['wer'])}  CER {_fmt(s['cer'])}  (same budget, random init)")
+    salad = _load("salad").get("results", [])
+    for r in salad:
+        if r["method"] == "none" or abs(r["drop_ratio"] - 0.3) < 1e-9:
+            lines.append(f"salad {r['method']:>15} @ {r['drop_ratio']:.1f}: test WER {_fmt(r['test_wer'])}, "
+                         f"{_fmt(r['encoder_gflops'], 2)} GFLOPs, {_fmt(r['encoder_latency_ms'], 1)} ms")
+    for r in _load("safari").get("results", []):
+        if r["method"] in ("dense", "safari", "omp", "random") and r["flops_removed"] in (0.0, 0.5):
+            lines.append(f"safari {r['method']:>8} @ {r['flops_removed']:.1f} FLOPs removed: test WER "
+                         f"{_fmt(r['test_wer'])}, {_fmt(r['gflops'], 2)} GFLOPs")
+    for r in _load("summary").get("rows", []):
+        if r.get("pareto"):
+            lines.append(f"pareto {r['model']} [{r['runtime']}]: test WER {_fmt(r['test_wer'])}, RTF {_fmt(r['rtf'], 4)}")
     if seconds is not None:
         lines.append(f"dvc repro wall time: {seconds // 60} min {seconds % 60} s")
     return "\n".join(lines)
