@@ -61,7 +61,7 @@ def _row(method: str, level: float, run: dict[str, Any], params, manifest: Path)
 
 def _per_layer(run: dict[str, Any]) -> dict[str, Any]:
     """Learned kept units per layer of a SAFARI run, and the initial (L1) distribution."""
-    from s6damon.safari.methods import load_mask
+    from s6damon.pruning.masks import load_mask
     from s6damon.safari.selection import kept_per_layer
 
     folder = Path(run["model_dir"]).parent

@@ -9,7 +9,6 @@ weights regrew, and a killed SAFARI run resumes with the mask it had.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,6 +19,7 @@ from _train_fixtures import make_manifest, tiny_params
 
 from s6damon.config.safari import SafariParams
 from s6damon.pruning import StructuredMask, apply_masks, encoder_flops, materialise, removed_share
+from s6damon.pruning.masks import load_mask
 from s6damon.pruning.model_parts import encoder_layers
 from s6damon.safari import methods as M
 from s6damon.safari import unstructured as U
@@ -85,7 +85,7 @@ def test_magnitude_masks_hit_the_flops_target_exactly(ctx):
 
 def test_safari_keeps_sparsity_constant_and_learns_the_distribution(ctx, tmp_path):
     res = M.safari(ctx, None, LEVEL, tmp_path / "run")
-    masks = [StructuredMask.from_dict(json.loads(p.read_text()))
+    masks = [load_mask(p)
              for p in sorted((tmp_path / "run" / "masks").glob("step_*.json"))]
     assert len(masks) == 3  # initial + adjustments after steps 2 and 4 (none at the last step)
     model, _, _ = load_result(res.model_dir, res.mask_path, False)
@@ -93,7 +93,7 @@ def test_safari_keeps_sparsity_constant_and_learns_the_distribution(ctx, tmp_pat
         assert LEVEL <= removed_share(model, mask, 10.0) < LEVEL + 0.05
         assert all(bool(h.any()) for h in mask.heads) and all(bool(n.any()) for n in mask.neurons)
     assert any(masks[-1].to_dict()[k] != masks[0].to_dict()[k] for k in KINDS), "prune-and-grow moved nothing"
-    final = M.load_mask(res.mask_path)
+    final = load_mask(res.mask_path)
     assert final.to_dict() == masks[-1].to_dict()
     swaps = [h["swapped"] for h in res.history if "swapped" in h]
     assert len(swaps) == 2 and all(s > 0 for s in swaps)
@@ -125,7 +125,7 @@ def test_killed_safari_run_resumes_with_its_mask(ctx, tmp_path):
     assert killed.metrics["steps"] == 3
     resumed = M.safari(ctx, None, LEVEL, tmp_path / "resumed")
     assert resumed.metrics["resumed_from"] == 2
-    assert M.load_mask(resumed.mask_path).to_dict() == M.load_mask(whole.mask_path).to_dict()
+    assert load_mask(resumed.mask_path).to_dict() == load_mask(whole.mask_path).to_dict()
 
 
 @pytest.mark.parametrize("structured", [False, True])
@@ -154,7 +154,7 @@ def test_parp_regrows_then_reprunes_to_the_target(ctx, tmp_path, structured):
 def test_parp_masked_finetune_keeps_parps_mask(ctx, tmp_path):
     first = M.parp_structured(ctx, None, LEVEL, tmp_path / "parp")
     res = M.parp_masked_finetune(ctx, first, LEVEL, tmp_path / "pmf")
-    assert M.load_mask(res.mask_path).to_dict() == M.load_mask(first.mask_path).to_dict()
+    assert load_mask(res.mask_path).to_dict() == load_mask(first.mask_path).to_dict()
     _assert_pruned_units_inert(res)
 
 

@@ -11,10 +11,11 @@
 No Prefect or DVC here: the ``export`` stage (``flows/export.py``) drives these functions.
 """
 
-from s6damon.export.folder import ExportedModel, Reference, export_model, load_exported, load_mask, load_reference
+from s6damon.export.folder import ExportedModel, Reference, export_model, load_exported, load_reference
 from s6damon.export.graph import DropGraph
 from s6damon.export.parity import ParityError, check_parity
 from s6damon.export.quantize import quantize_onnx, quantize_torch
+from s6damon.pruning.masks import load_mask  # the mask files export reads (one format, written by SAFARI)
 from s6damon.export.runtimes import OnnxRunner, TorchRunner, load_torchscript, to_onnx, to_torchscript, write_runtimes
 
 __all__ = [

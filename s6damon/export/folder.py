@@ -31,7 +31,7 @@ from torch import nn
 
 from s6damon import io
 from s6damon.model.factory import CheckpointError, count_parameters, feature_extractor, load_ctc_model
-from s6damon.pruning.masks import StructuredMask, apply_masks
+from s6damon.pruning.masks import StructuredMask, apply_masks, load_mask
 from s6damon.pruning.physical import SIZES_KEY, load_pruned, materialise, save_pruned
 
 FORMAT = "s6damon-export/1"
@@ -39,25 +39,6 @@ META_FILE = "export.json"
 DETECTOR_FILE = "salad_detector.pt"
 SALAD_FILE = "salad.json"
 MASK_FILE = "mask.json"
-
-
-def load_mask(path: str | Path) -> StructuredMask:
-    """A :class:`StructuredMask` from the JSON of ``StructuredMask.to_dict()``.
-
-    Raises:
-        CheckpointError: the file is missing, not JSON or lacks a mask key (named).
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{path}: mask file not found") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
-    missing = [k for k in ("heads", "neurons", "conv_channels", "layers") if k not in data]
-    if missing:
-        raise CheckpointError(f"{path}: not a StructuredMask file, missing keys {missing}")
-    return StructuredMask.from_dict(data)
 
 
 def load_salad(salad_dir: str | Path) -> tuple[nn.Module, float, dict[str, Any]]:

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from s6damon.export.folder import ExportedModel, prepare_wave
-from s6damon.pruning.flops import flops_from_sizes, model_sizes
-from s6damon.salad.detector import detector_flops
+from s6damon.salad.methods import dropped_flops
 
 Runner = Callable[[np.ndarray, np.ndarray], tuple[Any, Any]]
 
@@ -65,13 +64,9 @@ def latency_ms(run: Runner, wave: np.ndarray, repeats: int, warmup: int = 2) -> 
 
 
 def gflops(exp: ExportedModel, seconds: float, kept_tokens: int) -> float:
-    """GFLOPs of one pass on ``seconds`` of audio with ``kept_tokens`` reaching the transformer."""
-    sizes = model_sizes(exp.model)
-    flops = flops_from_sizes(sizes, seconds, num_tokens=kept_tokens, include_lm_head=True)["total"]
-    if exp.detector is not None:
-        frames = int(exp.model._get_feat_extract_output_lengths(torch.tensor([round(seconds * 16000)]))[0])
-        flops += detector_flops(exp.detector, frames)
-    return flops / 1e9
+    """GFLOPs of one pass on ``seconds`` of audio with ``kept_tokens`` reaching the transformer
+    (detector and CTC head included)."""
+    return dropped_flops(exp.model, seconds, kept_tokens, exp.detector, include_lm_head=True) / 1e9
 
 
 def pareto_front(rows: list[dict[str, Any]], x: str = "rtf", y: str = "test_wer") -> list[bool]:

@@ -30,8 +30,10 @@ conv's input slice); use it for scoring, not for optimizer steps.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -306,3 +308,32 @@ def remove_masks(model: nn.Module) -> nn.Module:
 def has_masks(model: nn.Module) -> bool:
     """Whether :func:`apply_masks` hooks are active on ``model``."""
     return bool(getattr(model, _HANDLES_ATTR, []))
+
+
+def save_mask(mask: StructuredMask, path: str | Path) -> Path:
+    """Write a mask as the JSON of :meth:`StructuredMask.to_dict`, atomically."""
+    from s6damon import io
+
+    io.write_json(path, mask.to_dict())
+    return Path(path)
+
+
+def load_mask(path: str | Path) -> StructuredMask:
+    """A :class:`StructuredMask` from a file written by :func:`save_mask`.
+
+    Raises:
+        CheckpointError: the file is missing, not JSON or lacks a mask key (named).
+    """
+    from s6damon.model.factory import CheckpointError
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path}: mask file not found") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+    missing = [k for k in ("heads", "neurons", "conv_channels", "layers") if k not in data]
+    if missing:
+        raise CheckpointError(f"{path}: not a StructuredMask file, missing keys {missing}")
+    return StructuredMask.from_dict(data)

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from s6damon import io
 from s6damon.model.factory import unwrap
 from s6damon.pruning import (
     StructuredMask,
@@ -30,6 +29,7 @@ from s6damon.pruning import (
     reinit_regrown,
     removed_share,
 )
+from s6damon.pruning.masks import load_mask, save_mask
 from s6damon.safari import unstructured as U
 from s6damon.safari.selection import balanced_importance, comparable, initial_mask, zero_units
 from s6damon.train import checkpoint as ck
@@ -102,16 +102,14 @@ class SafariAdjuster:
         return step > 0 and step % self.adjust_every == 0 and step + self.adjust_every <= self.total_steps
 
     def _save(self, step: int) -> None:
-        io.write_json(self.mask_dir / f"step_{step:08d}.json", self.mask.to_dict())
+        save_mask(self.mask, self.mask_dir / f"step_{step:08d}.json")
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """``finetune(wrap=...)``: apply the mask in force at the step the run (re)starts from."""
         start = latest_checkpoint_step(self.ckpt_dir)
         saved = sorted(p for p in self.mask_dir.glob("step_*.json") if int(p.stem.split("_")[1]) <= start)
         if saved:
-            import json
-
-            self.mask = StructuredMask.from_dict(json.loads(saved[-1].read_text()))
+            self.mask = load_mask(saved[-1])
         else:
             self._save(0)
         self.dense_grad = self.is_adjust_step(start + 1)

@@ -11,7 +11,7 @@ import torch
 from s6damon.model.factory import count_parameters, load_ctc_model
 from s6damon.pruning import apply_masks, encoder_flops, materialise
 from s6damon.safari import unstructured as U
-from s6damon.safari.methods import load_mask
+from s6damon.pruning.masks import load_mask
 from s6damon.train.evaluate import score, transcribe
 
 

@@ -27,7 +27,6 @@ Where each starts (the paper's protocol):
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from s6damon import io
 from s6damon.config.model import FinetuneParams, ModelParams
 from s6damon.config.safari import SafariParams
 from s6damon.pruning import StructuredMask, apply_masks
+from s6damon.pruning.masks import load_mask, save_mask
 from s6damon.safari.hooks import ParpRepruner, SafariAdjuster
 from s6damon.safari.selection import initial_mask
 from s6damon.train import checkpoint as ck
@@ -75,17 +75,6 @@ class MethodResult:
         """JSON-able form (Prefect persists task results)."""
         return {"model_dir": str(self.model_dir), "mask_path": str(self.mask_path) if self.mask_path else None,
                 "unstructured": self.unstructured, "history": self.history, "metrics": self.metrics}
-
-
-def load_mask(path: str | Path) -> StructuredMask:
-    """A mask written by :func:`save_mask`."""
-    return StructuredMask.from_dict(json.loads(Path(path).read_text()))
-
-
-def save_mask(mask: StructuredMask, path: str | Path) -> Path:
-    """Write a structured mask as JSON, atomically."""
-    io.write_json(path, mask.to_dict())
-    return Path(path)
 
 
 def _start_model(ctx: RunContext, init: Path | None) -> torch.nn.Module:

@@ -48,23 +48,33 @@ def drop_model(model: nn.Module, method: str, drop_ratio: float, *, detector: Sa
     return TokenDropCTC(model, policy=BaselinePolicy(method, drop_ratio, kernel, stride, seed=seed))
 
 
+def dropped_flops(model: nn.Module, seconds: float, num_tokens: int, detector: SaliencyDetector | None = None,
+                  include_lm_head: bool = False) -> int:
+    """FLOPs of one pass on ``seconds`` of audio when ``num_tokens`` reach the transformer.
+
+    The conv encoder and feature projection see every frame; the positional conv, the
+    transformer (and the CTC head, if included) only the kept tokens; a SALAD detector adds
+    its own cost on every frame.
+    """
+    frames = num_frames(round(seconds * SAMPLE_RATE), *conv_layout(model.config))
+    flops = flops_from_sizes(model_sizes(model), seconds, num_tokens=num_tokens,
+                             include_lm_head=include_lm_head)["total"]
+    return flops + (detector_flops(detector, int(frames)) if detector is not None else 0)
+
+
 def encoder_gflops(model: nn.Module, keep_ratio: float, seconds: float,
                    detector: SaliencyDetector | None = None) -> dict[str, float]:
-    """Encoder GFLOPs on a ``seconds``-long input when ``keep_ratio`` of the tokens are kept.
-
-    The conv encoder and feature projection see every frame; the positional conv and the
-    transformer only the kept tokens; a SALAD detector adds its own (small) cost.
+    """Encoder GFLOPs on a ``seconds``-long input when ``keep_ratio`` of the tokens are kept
+    (see :func:`dropped_flops`).
 
     Returns:
         ``{"gflops", "dense_gflops", "detector_gflops", "flop_reduction"}`` (reduction =
         dense / dropped).
     """
-    sizes = model_sizes(model)
     frames = num_frames(round(seconds * SAMPLE_RATE), *conv_layout(model.config))
-    dense = flops_from_sizes(sizes, seconds)["total"]
-    kept = flops_from_sizes(sizes, seconds, num_tokens=round(keep_ratio * frames))["total"]
+    dense = dropped_flops(model, seconds, int(frames))
+    total = dropped_flops(model, seconds, round(keep_ratio * frames), detector)
     det = detector_flops(detector, int(frames)) if detector is not None else 0
-    total = kept + det
     return {"gflops": total / 1e9, "dense_gflops": dense / 1e9, "detector_gflops": det / 1e9,
             "flop_reduction": dense / total if total else float("nan")}
 
