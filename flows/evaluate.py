@@ -19,8 +19,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.cli import main
-from flows.plots import write_curve
-from flows.salad_eval import markdown_table
+from flows.plots import markdown_table, write_curve
 from s6damon import io
 from s6damon.config import load_params
 

@@ -1,4 +1,4 @@
-"""Training curves as CSV files that ``dvc plots show`` reads."""
+"""Result tables for people: CSV curves that ``dvc plots show`` reads, and Markdown tables."""
 
 from __future__ import annotations
 
@@ -19,3 +19,12 @@ def write_curve(dest: str | Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     io.write_text(dest, buf.getvalue())
+
+
+def markdown_table(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """``rows`` as a Markdown table of ``columns`` (floats to 3 decimals, missing keys blank)."""
+    def fmt(v):
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ import torch
 from prefect import flow, get_run_logger
 
 from flows.cli import main
-from flows.plots import write_curve
+from flows.plots import markdown_table, write_curve
 from flows.salad_labels import FINETUNED
 from flows.salad_train import detector_path
 from s6damon import io
@@ -35,15 +35,6 @@ from tasks.caching import run_with_outputs
 
 COLUMNS = ("method", "drop_ratio", "achieved_drop_ratio", "test_wer", "test_cer", "encoder_gflops",
            "flop_reduction", "encoder_latency_ms", "latency_p90_ms", "measured_speedup", "fallbacks")
-
-
-def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
-    """The results as a Markdown table (floats to 3 decimals)."""
-    def fmt(v):
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _export(method: str, ratio: float, model_dir: Path, detector: Path, threshold: float) -> None:
@@ -116,8 +107,8 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
     io.write_json("metrics/salad.json", metrics)
     write_curve("plots/salad.csv", [{c: r[c] for c in ("method", "drop_ratio", "encoder_gflops", "test_wer",
                                                        "encoder_latency_ms")} for r in rows])
-    io.write_text("reports/salad.md", "# SALAD vs. token-dropping baselines\n\n" + markdown_table(rows))
-    log.info("salad_eval:\n%s", markdown_table(rows))
+    io.write_text("reports/salad.md", "# SALAD vs. token-dropping baselines\n\n" + markdown_table(rows, COLUMNS))
+    log.info("salad_eval:\n%s", markdown_table(rows, COLUMNS))
     return metrics
 
 

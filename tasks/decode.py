@@ -1,0 +1,76 @@
+"""Tasks of the ``decode`` stage: the LM and lexicon, CTC emissions, the tuned beam search.
+
+Emissions (one forward pass per model and split) and the search results are cached on the
+contents of the files they read, their params and the core source, so a rerun after an
+edit of ``decode.beam_size`` reuses the emissions and only searches again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+
+from s6damon import io
+from s6damon.config.decode import DecodeParams
+from tasks.caching import content_cache
+
+DECODE_CODE = ("s6damon/decode", "s6damon/model", "s6damon/train/data.py", "s6damon/train/evaluate.py",
+               "s6damon/text.py", "s6damon/io.py", "s6damon/align/lexicon.py")
+
+
+def _split(manifest: Path, split: str) -> pd.DataFrame:
+    df = io.read_parquet(manifest)
+    part = df[df["split"] == split].sort_values("utt_id").reset_index(drop=True)
+    if part.empty:
+        raise ValueError(f"decode: no {split!r} utterances in {manifest}")
+    return part
+
+
+@task(cache_policy=content_cache(*DECODE_CODE), persist_result=True)
+def build_lm(manifest: Path, p: DecodeParams, out_dir: Path) -> dict[str, Any]:
+    """Estimate the n-gram LM (unless ``decode.lm_path`` names one) and write the lexicon.
+
+    Returns:
+        ``{"lm", "lexicon"}`` paths and the LM's statistics.
+    """
+    from s6damon.align.lexicon import cmudict_words
+    from s6damon.decode import estimate, lm_sentences, write_arpa, write_lexicon
+
+    df = io.read_parquet(manifest)
+    sentences, excluded = lm_sentences(df, [p.tune_split, *p.splits], p.exclude_eval_sentences)
+    words = {w for s in sentences for w in s}
+    info: dict[str, Any] = {"sentences": len(sentences), "excluded_sentences": excluded, "text_words": len(words)}
+    if p.lm_path:
+        lm = Path(p.lm_path)
+        if not lm.is_file():
+            raise FileNotFoundError(f"decode.lm_path: {lm} is not a file")
+        info.update(source=str(lm))
+    else:
+        model = estimate(sentences, p.order)
+        lm = write_arpa(model, out_dir / "lm.arpa")
+        info.update(source="estimated", order=p.order, ngrams=[len(t) for t in model.probs],
+                    discounts=model.discounts)
+    lexicon_words = words | (cmudict_words() if p.lexicon == "train+cmudict" else set())
+    lexicon = write_lexicon(lexicon_words, out_dir / "lexicon.txt")
+    info.update(lm=str(lm), lexicon=str(lexicon), lexicon_words=sum(1 for _ in lexicon.open()))
+    return info
+
+
+@task(cache_policy=content_cache(*DECODE_CODE), persist_result=True)
+def model_emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int) -> dict[str, Any]:
+    """CTC log-probabilities of every utterance of one split, with its refs and greedy hyps."""
+    import torch
+
+    from s6damon.decode import emissions
+    from s6damon.model.factory import load_ctc_model
+
+    torch.set_num_threads(threads)
+    df = _split(manifest, split)
+    model, tok = load_ctc_model(model_dir)
+    logps = emissions(model, df, batch_seconds)
+    greedy = [tok.decode(lp.argmax(-1).tolist()).strip() for lp in logps]
+    return {"utt_id": list(df["utt_id"].astype(str)), "ref": list(df["text"].astype(str)), "greedy": greedy,
+            "logps": logps, "tokens": tok.convert_ids_to_tokens(list(range(len(tok))))}

@@ -1,0 +1,76 @@
+"""The decode stage end to end on the tiny profile (from a copy of the tiny spine)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import copy_spine
+
+
+@pytest.fixture(scope="module")
+def decode_run(tiny_spine, tmp_path_factory):
+    from flows.decode import decode
+
+    root = copy_spine(tiny_spine[0], tmp_path_factory.mktemp("decode") / "project")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        out = decode(params_path="params.yaml")
+    return root, out
+
+
+def test_every_model_split_and_decoder_is_scored(decode_run):
+    from s6damon import io
+
+    root, out = decode_run
+    metrics = json.loads((root / "metrics/decode.json").read_text())
+    got = {(r["model"], r["split"], r["decoder"]) for r in metrics["results"]}
+    assert got == {(m, s, d) for m in ("finetuned", "scratch") for s in ("test", "test_open")
+                   for d in ("greedy", "beam_lm")}
+    for r in metrics["results"]:
+        assert r["wer"] >= 0.0 and 0.0 <= r["oov_rate"] <= 1.0 and r["utterances"] > 0
+    for name, t in metrics["tuned"].items():
+        assert len(t["grid"]) == 2 and t["lm_weight"] in (0.5, 2.0)
+    hyps = io.read_parquet(root / "data/decode/hyps.parquet")
+    assert len(hyps) == sum(r["utterances"] for r in metrics["results"])
+    assert (root / "reports/decode.md").read_text().startswith("# Greedy vs.")
+
+
+def test_greedy_rows_match_the_finetune_stage(decode_run):
+    """The decode stage's greedy WER is the finetune stage's own test WER (same model, same decoding)."""
+    root, out = decode_run
+    finetune = json.loads((root / "metrics/finetune.json").read_text())
+    row = next(r for r in out["results"] if (r["model"], r["split"], r["decoder"]) == ("finetuned", "test", "greedy"))
+    assert row["wer"] == pytest.approx(finetune["test"]["wer"])
+
+
+def test_lm_holds_no_scored_sentence_and_kenlm_reads_it(decode_run):
+    from s6damon import io
+    from s6damon.decode import read_arpa
+
+    root, out = decode_run
+    assert out["lm"]["source"] == "estimated" and out["lm"]["order"] == 3
+    model = read_arpa(root / "data/decode/lm.arpa")
+    manifest = io.read_parquet(root / "data/corpus/manifest.parquet")
+    lexicon = {line.split()[0] for line in (root / "data/decode/lexicon.txt").read_text().splitlines()}
+    assert set(model.vocab) - {"<s>", "</s>", "<unk>"} == lexicon
+    train = set(manifest.loc[manifest.split == "train", "text"])
+    held = set(manifest.loc[manifest.split.isin(["dev", "test", "test_open"]), "text"])
+    assert out["lm"]["excluded_sentences"] == sum(t in held for t in manifest.loc[manifest.split == "train", "text"])
+    assert out["lm"]["sentences"] == int((manifest.split == "train").sum()) - out["lm"]["excluded_sentences"]
+    assert train  # the tiny corpus has train text to estimate from
+
+
+def test_a_missing_external_lm_is_named(decode_run, monkeypatch):
+    import yaml
+
+    from flows.decode import decode
+
+    root, _ = decode_run
+    monkeypatch.chdir(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["decode"]["lm_path"] = "nowhere/lm.arpa"
+    (root / "bad.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(FileNotFoundError, match="decode.lm_path: nowhere/lm.arpa"):
+        decode(params_path="bad.yaml")
