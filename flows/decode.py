@@ -42,16 +42,15 @@ def decode(params_path: str = "params.yaml") -> dict:
     lm = T.build_lm(manifest, p, OUT)
     vocab = {line.split(" ", 1)[0] for line in Path(lm["lexicon"]).read_text().splitlines()}
     rows, tuned, hyps = [], {}, []
-    for model_dir in p.models:
-        name = Path(model_dir).name
-        dev = T.model_emissions(Path(model_dir), manifest, p.tune_split, p.batch_seconds, params.threads)
+    for name, model_dir in T.model_folders(list(p.models)):
+        dev = T.model_emissions(model_dir, manifest, p.tune_split, p.batch_seconds, params.threads)
         settings, grid = tune(dev["tokens"], lm["lexicon"], lm["lm"], dev["logps"], dev["ref"], list(p.lm_weights),
-                              list(p.word_scores), p.beam_size, p.beam_threshold)
+                              list(p.word_scores), p.beam_size, p.beam_threshold, p.jobs)
         tuned[name] = {"lm_weight": settings.lm_weight, "word_score": settings.word_score,
                        f"{p.tune_split}_wer": min(g["wer"] for g in grid), "grid": grid}
         decoder = BeamDecoder(dev["tokens"], lm["lexicon"], lm["lm"], settings)
         for split in p.splits:
-            em = T.model_emissions(Path(model_dir), manifest, split, p.batch_seconds, params.threads)
+            em = T.model_emissions(model_dir, manifest, split, p.batch_seconds, params.threads)
             beam = decoder.decode_all(em["logps"])
             oov = oov_rate(em["ref"], vocab)
             for dec, hyp in (("greedy", em["greedy"]), ("beam_lm", beam)):

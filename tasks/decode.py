@@ -18,7 +18,8 @@ from s6damon.config.decode import DecodeParams
 from tasks.caching import content_cache
 
 DECODE_CODE = ("s6damon/decode", "s6damon/model", "s6damon/train/data.py", "s6damon/train/evaluate.py",
-               "s6damon/text.py", "s6damon/io.py", "s6damon/align/lexicon.py")
+               "s6damon/export", "s6damon/pruning", "s6damon/salad", "s6damon/text.py", "s6damon/io.py",
+               "s6damon/align/lexicon.py")
 
 
 def _split(manifest: Path, split: str) -> pd.DataFrame:
@@ -64,13 +65,36 @@ def model_emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: 
     """CTC log-probabilities of every utterance of one split, with its refs and greedy hyps."""
     import torch
 
-    from s6damon.decode import emissions
-    from s6damon.model.factory import load_ctc_model
+    from s6damon.decode.beam import folder_emissions
 
     torch.set_num_threads(threads)
     df = _split(manifest, split)
-    model, tok = load_ctc_model(model_dir)
-    logps = emissions(model, df, batch_seconds)
+    logps, tok = folder_emissions(model_dir, df, batch_seconds)
     greedy = [tok.decode(lp.argmax(-1).tolist()).strip() for lp in logps]
     return {"utt_id": list(df["utt_id"].astype(str)), "ref": list(df["text"].astype(str)), "greedy": greedy,
             "logps": logps, "tokens": tok.convert_ids_to_tokens(list(range(len(tok))))}
+
+
+def model_folders(patterns: list[str]) -> list[tuple[str, Path]]:
+    """``(name, folder)`` of every model folder the patterns name (globs allowed).
+
+    A folder counts when it holds ``config.json``; a glob matching nothing is skipped (the
+    compressed models exist once their stages have run).
+
+    Raises:
+        FileNotFoundError: a plain (non-glob) entry is not a model folder.
+        ValueError: two folders share a name.
+    """
+    found: list[tuple[str, Path]] = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            found += [(p.name, p) for p in sorted(Path().glob(pattern)) if (p / "config.json").is_file()]
+        elif (Path(pattern) / "config.json").is_file():
+            found.append((Path(pattern).name, Path(pattern)))
+        else:
+            raise FileNotFoundError(f"decode.models: {pattern} is not a model folder (no config.json)")
+    names = [n for n, _ in found]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"decode.models: several folders are named {dupes}; list only one of each")
+    return found

@@ -115,8 +115,10 @@ def test_beam_search_with_the_lm_repairs_what_greedy_misreads(tmp_path):
     with_lm = BeamDecoder(tokens, tmp_path / "lexicon.txt", lm, BeamSettings(lm_weight=2.0))
     assert with_lm.decode(logp) == "call mom"
 
-    settings, grid = tune(tokens, tmp_path / "lexicon.txt", lm, [logp], ["call mom"], [0.0, 2.0], [0.0], 50, 25.0)
-    assert settings.lm_weight == 2.0 and [g["wer"] for g in grid] == [0.5, 0.0]
+    for jobs in (1, 2):  # forked workers search the same grid
+        settings, grid = tune(tokens, tmp_path / "lexicon.txt", lm, [logp], ["call mom"], [0.0, 2.0], [0.0], 50, 25.0,
+                              jobs=jobs)
+        assert settings.lm_weight == 2.0 and [g["wer"] for g in grid] == [0.5, 0.0]
 
 
 def test_params_refuse_tuning_on_a_scored_split(tmp_path):

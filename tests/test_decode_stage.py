@@ -1,4 +1,9 @@
-"""The decode stage end to end on the tiny profile (from a copy of the tiny spine)."""
+"""The decode stage end to end on the tiny profile (from a copy of the tiny spine).
+
+The finetuned model is exported first, so the stage decodes one exported folder (through
+the export's own graph) and one plain CTC checkpoint (the scratch model), as the default
+``decode.models`` asks.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,12 @@ from tests.conftest import copy_spine
 @pytest.fixture(scope="module")
 def decode_run(tiny_spine, tmp_path_factory):
     from flows.decode import decode
+    from s6damon.export import export_model
 
     root = copy_spine(tiny_spine[0], tmp_path_factory.mktemp("decode") / "project")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
+        export_model("models/finetuned", "models/export/finetuned")
         out = decode(params_path="params.yaml")
     return root, out
 

@@ -12,8 +12,9 @@ from s6damon.config.schema import ParamsError, param
 class DecodeParams:
     """Beam-search decoding with a word n-gram LM, tuned on one split and scored on others."""
 
-    models: list[str] = param(["models/finetuned", "models/scratch"],
-                              help="CTC model folders decoded (each also scored greedily, for comparison)")
+    models: list[str] = param(["models/scratch", "models/export/*"],
+                              help="model folders decoded (globs allowed; each also scored greedily): CTC "
+                                   "checkpoints, or exported folders, run with their pruning and SALAD detector")
     lm_path: str = param("", help="an existing ARPA or KenLM binary LM; empty = estimate one from the train "
                                   "transcripts")
     order: int = param(3, minimum=1, maximum=6, help="n-gram order of the estimated LM")
@@ -28,6 +29,7 @@ class DecodeParams:
     tune_split: str = param("dev", help="split on which lm_weight and word_score are chosen (lowest WER)")
     splits: list[str] = param(["test", "test_open"], help="splits scored with the chosen settings")
     batch_seconds: float = param(120.0, minimum=1.0, help="padded audio per emission batch")
+    jobs: int = param(2, minimum=1, help="processes searching the tuning grid in parallel")
 
     def check(self) -> None:
         for key in ("models", "lm_weights", "word_scores", "splits"):

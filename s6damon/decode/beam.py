@@ -47,6 +47,39 @@ def emissions(model: torch.nn.Module, df: pd.DataFrame, batch_seconds: float = 1
     return [out[i] for i in range(len(data.df))]
 
 
+@torch.no_grad()
+def export_emissions(folder: str | Path, paths: Iterable[str | Path]) -> tuple[list[torch.Tensor], object]:
+    """CTC log-probabilities of each audio file through an exported model, and its tokenizer.
+
+    Runs the export's own inference graph (SALAD detector and token dropping included) one
+    utterance at a time, so no padding enters the result.
+    """
+    from s6damon.export.folder import load_exported, prepare_wave
+
+    exp = load_exported(folder)
+    out = []
+    for path in paths:
+        wave = torch.from_numpy(prepare_wave(path)).unsqueeze(0)
+        logits, lengths = exp.logits(wave, torch.tensor([wave.shape[1]]))
+        out.append(torch.log_softmax(logits[0, : int(lengths[0])].float(), dim=-1).contiguous())
+    return out, exp.tokenizer
+
+
+def folder_emissions(folder: str | Path, df: pd.DataFrame, batch_seconds: float = 120.0
+                     ) -> tuple[list[torch.Tensor], object]:
+    """Log-probabilities of every row of ``df`` from a model folder, and its tokenizer.
+
+    An exported folder (``export.json``: pruned, maybe with a SALAD detector) runs its own
+    graph; any other folder is a CTC checkpoint (this project's or Hugging Face's).
+    """
+    if (Path(folder) / "export.json").is_file():
+        return export_emissions(folder, df["path"])
+    from s6damon.model.factory import load_ctc_model
+
+    model, tok = load_ctc_model(folder)
+    return emissions(model, df, batch_seconds), tok
+
+
 def spellable(word: str) -> bool:
     """Whether ``word`` is spelled only in the model's characters."""
     return bool(word) and all(ch in LETTERS for ch in word)
@@ -107,22 +140,43 @@ class BeamDecoder:
         return [self.decode(lp) for lp in logps]
 
 
+
+#: What the forked tuning workers read (set before the pool forks, so nothing is pickled).
+_TUNING: dict = {}
+
+
+def _grid_point(point: tuple[float, float]) -> float:
+    d = _TUNING
+    settings = BeamSettings(beam_size=d["beam_size"], beam_threshold=d["beam_threshold"], lm_weight=point[0],
+                            word_score=point[1])
+    hyps = BeamDecoder(d["tokens"], d["lexicon"], d["lm"], settings).decode_all(d["logps"])
+    return score(pd.DataFrame({"ref": d["refs"], "hyp": hyps}))["wer"]
+
+
 def tune(tokens: list[str], lexicon: str | Path, lm: str | Path | None, logps: list[torch.Tensor],
          refs: list[str], lm_weights: list[float], word_scores: list[float], beam_size: int,
-         beam_threshold: float) -> tuple[BeamSettings, list[dict[str, float]]]:
+         beam_threshold: float, jobs: int = 1) -> tuple[BeamSettings, list[dict[str, float]]]:
     """The (lm_weight, word_score) pair with the lowest WER on ``refs``, and every pair's WER.
 
-    Ties go to the pair tried first (``lm_weights`` outer, ``word_scores`` inner).
+    Ties go to the pair tried first (``lm_weights`` outer, ``word_scores`` inner). ``jobs`` > 1
+    searches grid points in that many forked processes (the search is single-threaded).
     """
-    grid: list[dict[str, float]] = []
-    best: tuple[float, BeamSettings] | None = None
-    for lw in lm_weights:
-        for ws in word_scores:
-            settings = BeamSettings(beam_size=beam_size, beam_threshold=beam_threshold, lm_weight=lw, word_score=ws)
-            hyps = BeamDecoder(tokens, lexicon, lm, settings).decode_all(logps)
-            wer = score(pd.DataFrame({"ref": refs, "hyp": hyps}))["wer"]
-            grid.append({"lm_weight": lw, "word_score": ws, "wer": wer})
-            if best is None or wer < best[0]:
-                best = (wer, settings)
-    assert best is not None, "empty tuning grid"
-    return best[1], grid
+    points = [(lw, ws) for lw in lm_weights for ws in word_scores]
+    if not points:
+        raise ValueError("empty tuning grid: lm_weights and word_scores must each hold a value")
+    _TUNING.update(tokens=tokens, lexicon=lexicon, lm=lm, logps=logps, refs=refs, beam_size=beam_size,
+                   beam_threshold=beam_threshold)
+    try:
+        if jobs > 1 and len(points) > 1:
+            from s6damon.parallel import fork_pool
+
+            with fork_pool(min(jobs, len(points))) as pool:
+                wers = pool.map(_grid_point, points, chunksize=1)
+        else:
+            wers = [_grid_point(pt) for pt in points]
+    finally:
+        _TUNING.clear()
+    grid = [{"lm_weight": lw, "word_score": ws, "wer": w} for (lw, ws), w in zip(points, wers)]
+    best = min(range(len(points)), key=lambda k: (wers[k], k))
+    lw, ws = points[best]
+    return BeamSettings(beam_size=beam_size, beam_threshold=beam_threshold, lm_weight=lw, word_score=ws), grid
