@@ -23,7 +23,8 @@ def _fmt(x: object, digits: int = 3) -> str:
 
 def summary(seconds: int | None = None) -> str:
     """The summary text: corpus size, alignment accuracy, dev/test WER and CER, and (once
-    their stages ran) SALAD and SAFARI at the headline settings and the WER-vs-RTF front."""
+    their stages ran) LM beam-search WER, SALAD and SAFARI at the headline settings and the
+    WER-vs-RTF front."""
     prep, align, ft = _load("prepare"), _load("align"), _load("finetune")
     lines = ["s6damon pipeline summary", "=" * 24]
     if prep:
@@ -42,6 +43,9 @@ def summary(seconds: int | None = None) -> str:
         if split in ft.get("scratch", {}):
             s = ft["scratch"][split]
             lines.append(f"scratch   {split}: WER {_fmt(s['wer'])}  CER {_fmt(s['cer'])}  (same budget, random init)")
+    for r in _load("decode").get("results", []):
+        if r["split"] == "test" and r["decoder"] == "beam_lm" and r["model"] in ("finetuned", "scratch"):
+            lines.append(f"{r['model']:<9} test with LM beam search: WER {_fmt(r['wer'])}  CER {_fmt(r['cer'])}")
     salad = _load("salad").get("results", [])
     for r in salad:
         if r["method"] == "none" or abs(r["drop_ratio"] - 0.3) < 1e-9:
