@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from s6damon import io
 from s6damon.config.decode import DecodeParams
@@ -30,7 +31,9 @@ def _split(manifest: Path, split: str) -> pd.DataFrame:
     return part
 
 
-@task(cache_policy=content_cache(*DECODE_CODE), persist_result=True)
+# Not cached: it writes into data/decode/, which DVC empties before rerunning the stage, and
+# estimating the LM takes about a second.
+@task(cache_policy=NO_CACHE)
 def build_lm(manifest: Path, p: DecodeParams, out_dir: Path) -> dict[str, Any]:
     """Estimate the n-gram LM (unless ``decode.lm_path`` names one) and write the lexicon.
 
