@@ -10,7 +10,7 @@ removed) and every method of ``safari.methods``, one finetuning run with the sam
 (``safari.finetune``), plus one dense run (the reference and OMP's dense finetune). Each
 run's deployed model is decoded on the test split. Writes ``metrics/safari.json``,
 ``reports/safari.md``, ``plots/safari_wer_flops.csv``, ``plots/safari_layers.csv`` and the
-SAFARI models (weights + ``mask.json``) to ``models/safari/<level>/``.
+SAFARI models (weights + ``mask.json``) to ``models/safari/safari_<level>/``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def _report(rows: list[dict[str, Any]], per_layer: dict[str, Any]) -> str:
 
 
 def _export(level: float, run: dict[str, Any]) -> None:
-    with io.atomic_path(MODELS / f"{level:g}") as tmp:
+    # Named like the SALAD folders (method_level), so export and evaluate tables say what each model is.
+    with io.atomic_path(MODELS / f"safari_{level:g}") as tmp:
         shutil.copytree(run["model_dir"], tmp)
         shutil.copy(run["mask_path"], Path(tmp) / "mask.json")
 

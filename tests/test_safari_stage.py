@@ -62,7 +62,7 @@ def test_outputs_report_plots_and_models(safari_run):
     from s6damon.safari.measure import load_result
 
     for level in yaml.safe_load((root / "params.yaml").read_text())["safari"]["sparsities"]:
-        folder = root / "models/safari" / f"{level:g}"
+        folder = root / "models/safari" / f"safari_{level:g}"
         model, _, mask = load_result(folder, folder / "mask.json", False)
         assert mask.kept("heads") < mask.total("heads") or mask.kept("neurons") < mask.total("neurons")
 
