@@ -36,6 +36,7 @@ from bench.report import render
 from s6damon import io
 from s6damon.export.quantize import quantize_onnx, quantize_torch
 from s6damon.export.runtimes import OnnxRunner, TorchRunner, to_onnx, trace
+from s6damon.timing import percentile_90, round_robin
 
 SAMPLE_RATE = 16000
 RUNTIMES = ("eager", "torchscript", "onnxruntime")
@@ -117,22 +118,9 @@ def measure(cells: list[Cell], wave: np.ndarray, threads: int, repeats: int, war
             c.cold_mb[key] = peak_during(lambda r=c.runners[key]: r(x, n))
         c.runners[threads] = c.runners[key]
         c.cold_mb[threads] = c.cold_mb[key]
-    for _ in range(warmup):
-        for c in cells:
-            c.runners[threads](x, n)
-    times: dict[tuple[str, str], list[float]] = {(c.model.name, c.runtime): [] for c in cells}
-    for _ in range(repeats):
-        for c in cells:
-            t0 = time.perf_counter()
-            c.runners[threads](x, n)
-            times[(c.model.name, c.runtime)].append((time.perf_counter() - t0) * 1000.0)
+    times, _ = round_robin({(c.model.name, c.runtime): (lambda r=c.runners[threads]: r(x, n)) for c in cells},
+                           repeats, warmup)
     return times
-
-
-def p90(values: list[float]) -> float:
-    """90th percentile (nearest rank) of a list."""
-    v = sorted(values)
-    return v[min(len(v) - 1, int(np.ceil(0.9 * len(v))) - 1)]
 
 
 def machine_info(args: argparse.Namespace) -> dict[str, Any]:
@@ -168,7 +156,7 @@ def run_scale(scale: str, args: argparse.Namespace, notes: list[str]) -> tuple[l
                 med = statistics.median(t)
                 rows.append({"model": c.model.name, "scale": scale, "runtime": c.runtime, "threads": threads,
                              "params": c.model.params, "gflops": round(c.model.gflops, 4),
-                             "latency_ms_median": round(med, 3), "latency_ms_p90": round(p90(t), 3),
+                             "latency_ms_median": round(med, 3), "latency_ms_p90": round(percentile_90(t), 3),
                              "rtf": round(med / 1000.0 / args.seconds, 5),
                              "peak_mem_mb": round(c.weights_mb + c.cold_mb[threads], 1)})
             print(f"[bench] {scale} threads={threads}: {len(cells)} cells x {args.repeats} repeats done", flush=True)

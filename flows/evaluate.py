@@ -33,7 +33,7 @@ def evaluate(params_path: str = "params.yaml") -> dict:
     import torch
 
     from s6damon.export.folder import load_exported, prepare_wave
-    from s6damon.export.summary import pareto_front, summarise, timing_input
+    from s6damon.export.summary import add_latency, pareto_front, summarise, timing_input
 
     params = load_params(params_path)
     e = params.evaluate
@@ -47,10 +47,13 @@ def evaluate(params_path: str = "params.yaml") -> dict:
         raise FileNotFoundError(f"{EXPORTS}: no exported models (run the export stage first)")
     waves = [prepare_wave(p) for p in df["path"]]
     timing = timing_input(list(df["path"]), e.seconds)
-    rows = []
+    rows, exports, runs = [], {}, {}
     for folder in folders:
-        rows += summarise(folder.name, load_exported(folder), list(df["text"]), waves, timing, e.repeats,
-                          params.threads)
+        exports[folder.name] = load_exported(folder)
+        model_rows, model_runs = summarise(folder.name, exports[folder.name], list(df["text"]), waves, params.threads)
+        rows += model_rows
+        runs.update({(folder.name, runtime): run for runtime, run in model_runs.items()})
+    add_latency(rows, exports, runs, timing, e.repeats)  # round-robin over every model and runtime
     for row, front in zip(rows, pareto_front(rows)):
         row["pareto"] = front
     metrics = {"rows": rows, "split": e.split, "input_seconds": e.seconds, "repeats": e.repeats,

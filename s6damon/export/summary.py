@@ -2,13 +2,12 @@
 
 Used by the ``evaluate`` stage. Each exported folder is scored in the runtimes it ships
 (PyTorch eager always; ONNX Runtime and its int8 copy when present), one utterance at a
-time (what an on-device recogniser does), and timed on the same real-speech input.
+time (what an on-device recogniser does), and timed on the same real-speech input, every
+(model, runtime) round-robin in one process (:func:`s6damon.timing.round_robin`).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 
 from s6damon.export.folder import ExportedModel, prepare_wave
 from s6damon.salad.methods import dropped_flops
+from s6damon.timing import round_robin, summary_ms
 
 Runner = Callable[[np.ndarray, np.ndarray], tuple[Any, Any]]
 
@@ -47,22 +47,6 @@ def transcribe_each(exp: ExportedModel, run: Runner, waves: Sequence[np.ndarray]
     return hyps
 
 
-def latency_ms(run: Runner, wave: np.ndarray, repeats: int, warmup: int = 2) -> tuple[float, float, int]:
-    """``(median ms, p90 ms, kept tokens)`` of one call on ``wave`` (batch 1)."""
-    x, n = wave[None], np.array([len(wave)], dtype=np.int64)
-    for _ in range(warmup):
-        run(x, n)
-    times = []
-    kept = 0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _, lengths = run(x, n)
-        times.append((time.perf_counter() - t0) * 1000.0)
-        kept = int(np.asarray(lengths)[0])
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))], kept
-
-
 def gflops(exp: ExportedModel, seconds: float, kept_tokens: int) -> float:
     """GFLOPs of one pass on ``seconds`` of audio with ``kept_tokens`` reaching the transformer
     (detector and CTC head included)."""
@@ -79,27 +63,43 @@ def pareto_front(rows: list[dict[str, Any]], x: str = "rtf", y: str = "test_wer"
 
 
 def summarise(name: str, exp: ExportedModel, refs: Sequence[str], waves: Sequence[np.ndarray],
-              timing_wave: np.ndarray, repeats: int, threads: int) -> list[dict[str, Any]]:
-    """One row per runtime of one exported model (keys documented in the README).
+              threads: int) -> tuple[list[dict[str, Any]], dict[str, Runner]]:
+    """Accuracy rows (one per runtime) of one exported model, and its runners for timing.
 
     Args:
         name: the model's name (its export folder's name).
         refs, waves: test transcripts and their normalised waveforms.
-        timing_wave: the normalised input the latency is measured on.
+
+    Returns:
+        ``(rows, runners)``: rows with ``model, runtime, test_wer, test_cer, params, threads``,
+        completed by :func:`add_latency`; runtime -> runner.
     """
-    seconds = len(timing_wave) / 16000
     params = sum(p.numel() for p in exp.model.parameters())
     if exp.detector is not None:
         params += sum(p.numel() for p in exp.detector.parameters())
     rows = []
-    for runtime, run in runners(exp, threads).items():
+    runs = runners(exp, threads)
+    for runtime, run in runs.items():
         hyps = transcribe_each(exp, run, waves)
-        med, p90, kept = latency_ms(run, timing_wave, repeats)
         rows.append({"model": name, "runtime": runtime, "test_wer": float(jiwer.wer(list(refs), hyps)),
-                     "test_cer": float(jiwer.cer(list(refs), hyps)), "params": int(params),
-                     "gflops": round(gflops(exp, seconds, kept), 4), "latency_ms": med, "latency_p90_ms": p90,
-                     "rtf": med / 1000.0 / seconds, "threads": threads})
-    return rows
+                     "test_cer": float(jiwer.cer(list(refs), hyps)), "params": int(params), "threads": threads})
+    return rows, runs
+
+
+def add_latency(rows: list[dict[str, Any]], exports: dict[str, ExportedModel], runs: dict[tuple[str, str], Runner],
+                timing_wave: np.ndarray, repeats: int, warmup: int = 2) -> None:
+    """Time every (model, runtime) round-robin on ``timing_wave`` (batch 1) and complete the rows
+    with ``gflops`` (for the tokens that reached the transformer), ``latency_ms``,
+    ``latency_p90_ms`` and ``rtf``."""
+    seconds = len(timing_wave) / 16000
+    x, n = timing_wave[None], np.array([len(timing_wave)], dtype=np.int64)
+    times, last = round_robin({key: (lambda r=run: r(x, n)) for key, run in runs.items()}, repeats, warmup)
+    for row in rows:
+        key = (row["model"], row["runtime"])
+        t = summary_ms(times[key])
+        kept = int(np.asarray(last[key][1])[0])
+        row.update(gflops=round(gflops(exports[row["model"]], seconds, kept), 4), latency_ms=t["median_ms"],
+                   latency_p90_ms=t["p90_ms"], rtf=t["median_ms"] / 1000.0 / seconds)
 
 
 def timing_input(paths: Sequence[str | Path], seconds: float) -> np.ndarray:

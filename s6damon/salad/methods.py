@@ -8,9 +8,6 @@ training, decoding, FLOP counting and latency measurement are the same code for 
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import torch
 from torch import nn
@@ -20,6 +17,7 @@ from s6damon.salad.baselines import BaselinePolicy
 from s6damon.salad.detector import SaliencyDetector, detector_flops
 from s6damon.salad.dropping import TokenDropCTC
 from s6damon.salad.frames import conv_layout, num_frames
+from s6damon.timing import round_robin, summary_ms
 
 SAMPLE_RATE = 16000
 
@@ -116,21 +114,8 @@ def compare_latency(nets: dict[str, TokenDropCTC], wave: np.ndarray, repeats: in
     modes = {name: net.training for name, net in nets.items()}
     for net in nets.values():
         net.eval()
-        for _ in range(warmup):
-            net(x)
-    times: dict[str, list[float]] = {name: [] for name in nets}
-    kept: dict[str, float] = {}
-    for _ in range(repeats):
-        for name, net in nets.items():
-            t0 = time.perf_counter()
-            out = net(x)
-            times[name].append((time.perf_counter() - t0) * 1000.0)
-            kept[name] = float(out.lengths[0]) / float(out.frame_lengths[0])
+    times, last = round_robin({name: (lambda n=net: n(x)) for name, net in nets.items()}, repeats, warmup)
     for name, net in nets.items():
         net.train(modes[name])
-    result = {}
-    for name, t in times.items():
-        t.sort()
-        result[name] = {"median_ms": statistics.median(t), "p90_ms": t[min(len(t) - 1, int(0.9 * len(t)))],
-                        "keep_ratio": kept[name]}
-    return result
+    return {name: {**summary_ms(times[name]),
+                   "keep_ratio": float(last[name].lengths[0]) / float(last[name].frame_lengths[0])} for name in nets}
