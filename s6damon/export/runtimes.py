@@ -105,9 +105,13 @@ class OnnxRunner:
     Args:
         path: the ``.onnx`` file.
         threads: intra-op threads (``None``: ONNX Runtime's default); inter-op is 1.
+        spin: let idle intra-op threads busy-wait for the next call (ONNX Runtime's default).
+            Off here: a spinning session takes a core from whatever runs next in the process
+            (measured: PyTorch calls timed right after an ONNX Runtime call took twice as
+            long), which skews side-by-side timing and starves other work on a small device.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, spin: bool = False) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -116,6 +120,7 @@ class OnnxRunner:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
