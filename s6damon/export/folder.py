@@ -20,7 +20,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ import torch
 from torch import nn
 
 from s6damon import io
-from s6damon.model.factory import CheckpointError, count_parameters, feature_extractor, load_ctc_model
+from s6damon.model.factory import (CheckpointError, count_parameters, feature_extractor, load_ctc_model,
+                                   read_checkpoint_json)
 from s6damon.pruning.masks import StructuredMask, apply_masks, load_mask
 from s6damon.pruning.physical import SIZES_KEY, load_pruned, materialise, save_pruned
 
@@ -53,12 +53,10 @@ def load_salad(salad_dir: str | Path) -> tuple[nn.Module, float, dict[str, Any]]
 
     salad_dir = Path(salad_dir)
     meta_path = salad_dir / SALAD_FILE
+    meta = read_checkpoint_json(meta_path, f"missing; {salad_dir} is not a SALAD model folder")
     try:
-        meta = json.loads(meta_path.read_text())
         threshold = float(meta["threshold"])
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{meta_path}: missing; {salad_dir} is not a SALAD model folder") from err
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{meta_path}: no valid 'threshold' ({err})") from err
     detector, _, _ = load_detector(salad_dir / DETECTOR_FILE)
     return detector, threshold, meta
@@ -235,12 +233,7 @@ def load_exported(folder: str | Path) -> ExportedModel:
 
     folder = Path(folder)
     meta_path = folder / META_FILE
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{meta_path}: missing; {folder} is not an exported model folder") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({err})") from err
+    meta = read_checkpoint_json(meta_path, f"missing; {folder} is not an exported model folder")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
     _read_config(folder)

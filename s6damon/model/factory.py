@@ -44,6 +44,22 @@ class CheckpointError(InputError, ValueError):
     """A model folder is missing, incomplete, corrupt or of an unsupported family."""
 
 
+def read_checkpoint_json(path: str | Path, missing: str = "missing") -> Any:
+    """The contents of a JSON file inside a model folder.
+
+    Raises:
+        CheckpointError: the file is absent (``"<path>: <missing>"``) or not valid JSON; the
+            message names the file.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path}: {missing}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+
+
 def build_config(m: ModelParams, vocab_size: int, **overrides: Any) -> Wav2Vec2Config:
     """Hugging Face config of the tiny wav2vec 2.0 model described by ``m``.
 
@@ -92,12 +108,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: model folder not found")
     cfg_file = folder / "config.json"
-    if not cfg_file.is_file():
-        raise CheckpointError(f"{cfg_file}: missing; {folder} is not a Hugging Face model folder")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{cfg_file}: not valid JSON ({err})") from err
+    cfg = read_checkpoint_json(cfg_file, f"missing; {folder} is not a Hugging Face model folder")
     if cfg.get("model_type") not in _FAMILIES:
         raise CheckpointError(f"{cfg_file}: model_type {cfg.get('model_type')!r} is not one of {sorted(_FAMILIES)}")
     if not any((folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")):

@@ -30,7 +30,6 @@ conv's input slice); use it for scoring, not for optimizer steps.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,15 +323,10 @@ def load_mask(path: str | Path) -> StructuredMask:
     Raises:
         CheckpointError: the file is missing, not JSON or lacks a mask key (named).
     """
-    from s6damon.model.factory import CheckpointError
+    from s6damon.model.factory import CheckpointError, read_checkpoint_json
 
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{path}: mask file not found") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+    data = read_checkpoint_json(path, "mask file not found")
     missing = [k for k in ("heads", "neurons", "conv_channels", "layers") if k not in data]
     if missing:
         raise CheckpointError(f"{path}: not a StructuredMask file, missing keys {missing}")
