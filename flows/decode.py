@@ -41,8 +41,11 @@ def decode(params_path: str = "params.yaml") -> dict:
     manifest = Path(params.prepare.out_dir) / "manifest.parquet"
     lm = T.build_lm(manifest, p, OUT)
     vocab = {line.split(" ", 1)[0] for line in Path(lm["lexicon"]).read_text().splitlines()}
+    folders = T.model_folders(list(p.models))
+    if not folders:
+        raise FileNotFoundError(f"decode.models: no model folder matches {list(p.models)} (have their stages run?)")
     rows, tuned, hyps = [], {}, []
-    for name, model_dir in T.model_folders(list(p.models)):
+    for name, model_dir in folders:
         dev = T.model_emissions(model_dir, manifest, p.tune_split, p.batch_seconds, params.threads)
         settings, grid = tune(dev["tokens"], lm["lexicon"], lm["lm"], dev["logps"], dev["ref"], list(p.lm_weights),
                               list(p.word_scores), p.beam_size, p.beam_threshold, p.jobs)
@@ -66,7 +69,8 @@ def decode(params_path: str = "params.yaml") -> dict:
     table = markdown_table(rows, COLUMNS)
     chosen = "\n".join(f"- {m}: lm_weight {t['lm_weight']}, word_score {t['word_score']} "
                        f"({p.tune_split} WER {t[f'{p.tune_split}_wer']:.3f})" for m, t in tuned.items())
-    io.write_text("reports/decode.md", f"# Greedy vs. lexicon + {p.order}-gram LM beam search\n\n{table}\n\n"
+    lm_name = f"{p.order}-gram LM" if lm_info["source"] == "estimated" else f"LM {lm_info['source']}"
+    io.write_text("reports/decode.md", f"# Greedy vs. lexicon + {lm_name} beam search\n\n{table}\n\n"
                                        f"Settings chosen on {p.tune_split}:\n\n{chosen}\n\nLM: {lm_info}\n")
     get_run_logger().info("decode:\n%s", table)
     return metrics

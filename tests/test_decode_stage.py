@@ -81,3 +81,17 @@ def test_a_missing_external_lm_is_named(decode_run, monkeypatch):
     (root / "bad.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(FileNotFoundError, match="decode.lm_path: nowhere/lm.arpa"):
         decode(params_path="bad.yaml")
+
+
+def test_no_matching_model_folder_is_named(decode_run, monkeypatch):
+    import yaml
+
+    from flows.decode import decode
+
+    root, _ = decode_run
+    monkeypatch.chdir(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["decode"]["models"] = ["models/nothing_here/*"]
+    (root / "none.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(FileNotFoundError, match="decode.models: no model folder matches"):
+        decode(params_path="none.yaml")
