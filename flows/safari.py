@@ -111,7 +111,7 @@ def safari(params_path: str = "params.yaml") -> dict[str, Any]:
     if not manifest.exists():
         raise FileNotFoundError(f"{manifest}: no corpus manifest (run the prepare stage first)")
     # From the pretrained model every run needs the whole finetuning budget of the finetune
-    # stage (1600 steps on the default profile) before its WER means anything; 22 such runs
+    # stage (3200 steps on the default profile) before its WER means anything; 22 such runs
     # do not fit a CPU, so by default every method starts from the finetuned model instead.
     init = resolve_init() if sp.start == "pretrained" else FINETUNED
     if init is not None and not Path(init).is_dir():
