@@ -36,7 +36,7 @@ class SafariParams:
     adjust_every: int = param(25, minimum=1, help="SAFARI: optimiser steps between prune-and-grow adjustments")
     swap_fraction: float = param(0.1, minimum=0.0, maximum=1.0,
                                  help="SAFARI: share of each kind's kept units dropped (smallest weight L1) and regrown (largest gradient L1) per adjustment")
-    regrow_init: Literal["zero", "keep"] = param("zero", help="SAFARI: regrown units' outgoing weights zeroed (RigL) or kept as they were")
+    regrow_init: Literal["zero", "keep"] = param("keep", help="SAFARI: regrown units' outgoing weights zeroed (RigL) or kept as they were")
     parp_reprune_every: int = param(25, minimum=1, help="PARP: steps between re-prunes (and once at the end)")
     methods: list[Method] = param(list(METHODS), help="methods to run at every level (the dense reference always runs)")
     eval_seconds: float = param(10.0, minimum=0.1, help="utterance length FLOPs are counted for")
