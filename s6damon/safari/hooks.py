@@ -5,9 +5,10 @@ backward pass, so when the hooks run, ``.grad`` still holds the step's (clipped)
 SAFARI's regrow criterion needs the gradient of *pruned* units, which a plain mask zeroes;
 so the step before each adjustment the adjuster re-applies the mask with
 ``dense_grad=True`` (see :mod:`s6damon.pruning.masks`) and reads gradient L1 after that
-step. The pruned units' outgoing slices then take one optimiser step with that gradient;
-they are masked, so the forward pass is unchanged (and ``regrow_init='zero'`` clears the
-regrown ones anyway).
+step. The pruned units' outgoing slices then take one optimiser step with that gradient
+(and drift a little after it through the optimiser's momentum); they are masked, so the
+forward pass is unchanged. With ``regrow_init='keep'`` a regrown unit comes back with those
+weights, with ``'zero'`` its outgoing slice is cleared.
 """
 
 from __future__ import annotations
