@@ -15,7 +15,6 @@ SAFARI models (weights + ``mask.json``) to ``models/safari/safari_<level>/``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -41,9 +40,10 @@ def _train(method: str, level: float, init, base, params, manifest: Path) -> dic
     def outputs(r: dict[str, Any]) -> list[str]:
         return [r["model_dir"]] + ([r["mask_path"]] if r["mask_path"] else [])
 
-    # Only what changes the run goes into its cache key: the other levels and methods do
-    # not, so adding a level or a method (or resuming a killed flow) reuses finished runs.
-    sp = dataclasses.replace(params.safari, sparsities=[level], methods=[])
+    # Only what changes the run goes into its cache key: the other levels and methods, and the
+    # settings of other methods, do not, so adding a level or a method, changing a SAFARI-only
+    # key, or resuming a killed flow reuses every finished run it can.
+    sp = params.safari.for_run(method)
     if base is not None:  # as paths, so the cache key hashes the files' contents
         base = {k: Path(base[k]) for k in ("model_dir", "mask_path") if base.get(k)}
     return run_with_outputs(S.train_run, method, level, init, base, params.model, sp, manifest,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,22 @@ def test_profiles_parse_with_dvcs_yaml_reader(name):
     from ruamel.yaml import YAML
 
     assert YAML(typ="safe").load((REPO / name).read_text()) == yaml.safe_load((REPO / name).read_text())
+
+
+def test_safari_for_run_keeps_only_the_fields_a_method_reads():
+    """The SAFARI run cache key: a SAFARI-only key reaches only SAFARI runs, the budget all."""
+    from s6damon.config.model import FinetuneParams
+    from s6damon.config.safari import METHODS, RUN_FIELDS, SafariParams
+
+    base = SafariParams()
+    changed = dataclasses.replace(base, regrow_init="zero", parp_reprune_every=7)
+    assert changed.for_run("safari").regrow_init == "zero"
+    assert changed.for_run("safari").parp_reprune_every == base.parp_reprune_every
+    for method in ("omp", "random", "small_dense", "dense", "parp_masked_finetune"):
+        assert changed.for_run(method) == base.for_run(method)
+    assert changed.for_run("parp").parp_reprune_every == 7
+    budget = dataclasses.replace(base, finetune=FinetuneParams(steps=11))
+    assert all(budget.for_run(m).finetune.steps == 11 for m in RUN_FIELDS)
+    assert set(RUN_FIELDS) == {"dense", *METHODS}
+    with pytest.raises(ValueError, match="unknown safari method"):
+        base.for_run("nope")

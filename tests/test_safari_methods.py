@@ -37,8 +37,9 @@ def ctx(tmp_path_factory):
     m = dataclasses.replace(m, num_layers=2, num_heads=4)
     p = dataclasses.replace(p, steps=6, checkpoint_every=2, eval_every=100, freeze_feature_encoder_steps=0,
                             mask_time_prob=0.0, speed_perturb=[1.0, 1.0])
-    sp = SafariParams(sparsities=[LEVEL], kinds=KINDS, adjust_every=2, swap_fraction=0.5, parp_reprune_every=2,
-                      finetune=p)
+    # adjust_kinds=KINDS: the method tests also swap conv channels (and repair the FLOPs after)
+    sp = SafariParams(sparsities=[LEVEL], kinds=KINDS, adjust_kinds=KINDS, adjust_every=2, swap_fraction=0.5,
+                      parp_reprune_every=2, finetune=p)
     df = make_manifest(tmp_path_factory.mktemp("wav"), 8)
     return M.RunContext(m=m, sp=sp, train=df, dev=None, seed=3, threads=1)
 
@@ -98,6 +99,16 @@ def test_safari_keeps_sparsity_constant_and_learns_the_distribution(ctx, tmp_pat
     swaps = [h["swapped"] for h in res.history if "swapped" in h]
     assert len(swaps) == 2 and all(s > 0 for s in swaps)
     _assert_pruned_units_inert(res)
+
+
+def test_safari_swaps_only_the_adjust_kinds(ctx, tmp_path):
+    """The default ``adjust_kinds`` (heads, neurons): conv channels keep their initial L1 mask."""
+    sub = dataclasses.replace(ctx, sp=dataclasses.replace(ctx.sp, adjust_kinds=["heads", "neurons"]))
+    M.safari(sub, None, LEVEL, tmp_path / "run")
+    masks = [load_mask(p).to_dict() for p in sorted((tmp_path / "run" / "masks").glob("step_*.json"))]
+    assert len(masks) == 3
+    assert all(m["conv_channels"] == masks[0]["conv_channels"] for m in masks)
+    assert any(m[k] != masks[0][k] for m in masks for k in ("heads", "neurons")), "prune-and-grow moved nothing"
 
 
 def test_restore_flops_target_after_conv_swaps(ctx):

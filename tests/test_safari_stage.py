@@ -81,6 +81,32 @@ def test_rerun_reuses_finished_runs(safari_run):
         assert same[(r["method"], r["flops_removed"])]["test_wer"] == r["test_wer"]
 
 
+@pytest.fixture(scope="module")
+def safari_changed_key(safari_run):
+    """The whole flow again after a SAFARI-only key changed: run folders before and after."""
+    from flows.safari import safari
+
+    root = safari_run[0]
+    before = {p for p in root.glob(".work/runs/safari/*/*") if p.is_dir()}
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["safari"]["regrow_init"] = "zero" if params["safari"]["regrow_init"] == "keep" else "keep"
+    (root / "changed.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        result = safari(params_path="changed.yaml")
+    after = {p for p in root.glob(".work/runs/safari/*/*") if p.is_dir()}
+    return before, after, result, params["safari"]["sparsities"]
+
+
+def test_a_safari_only_key_reruns_only_safari(safari_changed_key):
+    """Each run is keyed on the params it reads: changing ``regrow_init`` trains new SAFARI
+    runs (one per level) and reuses every baseline and the dense run."""
+    before, after, result, levels = safari_changed_key
+    new = after - before
+    assert sorted(p.parent.name for p in new) == sorted(f"safari-{level:g}" for level in levels)
+    assert {r["method"] for r in result["results"]} == {"dense", *METHODS}
+
+
 def test_unreachable_level_exits_2_naming_the_key(safari_run, monkeypatch, capsys):
     from flows.cli import main
     from flows.safari import safari

@@ -17,6 +17,24 @@ Method = Literal["safari", "omp", "parp", "parp_structured", "parp_masked_finetu
 Kind = Literal["heads", "neurons", "conv_channels"]
 
 
+#: the fields every structured initial mask reads (:func:`s6damon.safari.selection.initial_mask`)
+_MASK_FIELDS = ("kinds", "scope", "allow_layer_removal", "eval_seconds")
+
+#: per method, the :class:`SafariParams` fields a run reads besides ``finetune`` (see
+#: :meth:`SafariParams.for_run`). ``parp_masked_finetune`` and ``omp`` also depend on the
+#: run they continue from, which is part of their cache key as files.
+RUN_FIELDS: dict[str, tuple[str, ...]] = {
+    "dense": (),
+    "safari": (*_MASK_FIELDS, "adjust_every", "swap_fraction", "adjust_kinds", "regrow_init"),
+    "omp": _MASK_FIELDS,
+    "parp": ("parp_reprune_every", "eval_seconds"),
+    "parp_structured": (*_MASK_FIELDS, "parp_reprune_every"),
+    "parp_masked_finetune": (),
+    "random": _MASK_FIELDS,
+    "small_dense": _MASK_FIELDS,
+}
+
+
 def _safari_budget() -> FinetuneParams:
     # Same budget rule for every method: one finetuning run = these settings. Sized for the
     # default profile on a 2-core CPU; see params.yaml for the arithmetic.
@@ -36,6 +54,11 @@ class SafariParams:
     adjust_every: int = param(25, minimum=1, help="SAFARI: optimiser steps between prune-and-grow adjustments")
     swap_fraction: float = param(0.1, minimum=0.0, maximum=1.0,
                                  help="SAFARI: share of each kind's kept units dropped (smallest weight L1) and regrown (largest gradient L1) per adjustment")
+    adjust_kinds: list[Kind] = param(
+        ["heads", "neurons"],
+        help="SAFARI: unit kinds prune-and-grow swaps (a subset of 'kinds'; the others keep their initial L1 mask). "
+             "Conv channels are left out by default: every conv swap changes the features all later layers read, "
+             "and at 70 % FLOPs removed swapping them collapsed the model")
     regrow_init: Literal["zero", "keep"] = param("keep", help="SAFARI: regrown units' outgoing weights zeroed (RigL) or kept as they were")
     parp_reprune_every: int = param(25, minimum=1, help="PARP: steps between re-prunes (and once at the end)")
     methods: list[Method] = param(list(METHODS), help="methods to run at every level (the dense reference always runs)")
@@ -46,6 +69,21 @@ class SafariParams:
                           "compare on a CPU)")
     finetune: FinetuneParams = dataclasses.field(default_factory=_safari_budget)
 
+    def for_run(self, method: str) -> SafariParams:
+        """These params with every field ``method`` does not read reset to its default.
+
+        A run's cache key is built from what it is given, so handing each run only the
+        fields it reads means that changing, say, ``regrow_init`` re-runs the SAFARI runs and
+        reuses every baseline. :data:`RUN_FIELDS` lists the fields each method reads (the
+        ``finetune`` budget is read by all); it must follow :mod:`s6damon.safari.methods`.
+        """
+        if method not in RUN_FIELDS:
+            raise ValueError(f"unknown safari method {method!r}; expected one of {sorted(RUN_FIELDS)}")
+        read = {"finetune", *RUN_FIELDS[method]}
+        defaults = SafariParams()
+        return dataclasses.replace(self, **{f.name: getattr(defaults, f.name) for f in dataclasses.fields(self)
+                                            if f.name not in read})
+
     def check(self) -> None:
         if not self.sparsities:
             raise ParamsError("params: 'safari.sparsities' must list at least one level")
@@ -53,5 +91,8 @@ class SafariParams:
             raise ParamsError(f"params: 'safari.sparsities' has repeated levels {self.sparsities}")
         if not self.kinds:
             raise ParamsError("params: 'safari.kinds' must name at least one unit kind")
+        if not set(self.adjust_kinds) <= set(self.kinds):
+            raise ParamsError(f"params: 'safari.adjust_kinds' {self.adjust_kinds} must be a subset of "
+                              f"'safari.kinds' {self.kinds}")
         if len(set(self.methods)) != len(self.methods):
             raise ParamsError(f"params: 'safari.methods' has repeated entries {self.methods}")

@@ -84,7 +84,8 @@ class SafariAdjuster:
     layer's mean, see :func:`~s6damon.safari.selection.comparable`), then :func:`restore_flops_target` (the FLOPs removed stay at the
     level; per kind the count is constant up to that repair). Each mask is written to
     ``mask_dir/step_XXXXXXXX.json``; :meth:`wrap` of a resumed run restarts from the mask in
-    force at the resumed checkpoint.
+    force at the resumed checkpoint. ``kinds`` are the kinds it swaps (``safari.adjust_kinds``);
+    units of other kinds keep the mask they started with.
     """
 
     def __init__(self, mask: StructuredMask, level: float, *, adjust_every: int, swap_fraction: float, kinds: Sequence[str],

@@ -10,7 +10,8 @@ Where each starts (the paper's protocol):
 
 - ``dense``: the pretrained model, finetuned without a mask — the reference row, and
   OMP's "finetune dense" step (one run serves both: same budget, same seed);
-- ``safari``: L1 mask of the pretrained model → masked finetune with prune-and-grow;
+- ``safari``: L1 mask of the pretrained model → masked finetune with prune-and-grow of the
+  ``safari.adjust_kinds`` (heads and neurons by default; conv channels keep their L1 mask);
 - ``omp``: L1 mask of the *dense-finetuned* model → masked finetune from those weights;
 - ``parp``: per-weight magnitude mask of the pretrained model, zeroed weights may regrow,
   re-pruned every ``parp_reprune_every`` steps and after the last (unstructured);
@@ -115,7 +116,8 @@ def safari(ctx: RunContext, init: Path | None, level: float, run_dir: Path,
     """Sparsify by L1 → masked finetune → prune-and-grow every ``adjust_every`` steps."""
     sp = ctx.sp
     mask = _mask_of(ctx, _start_model(ctx, init), level, "l1")
-    adjuster = SafariAdjuster(mask, level, adjust_every=sp.adjust_every, swap_fraction=sp.swap_fraction, kinds=sp.kinds,
+    adjuster = SafariAdjuster(mask, level, adjust_every=sp.adjust_every, swap_fraction=sp.swap_fraction,
+                              kinds=sp.adjust_kinds,
                               allow_layer_removal=sp.allow_layer_removal, total_steps=ctx.p.steps,
                               regrow_init=sp.regrow_init, mask_dir=run_dir / "masks",
                               ckpt_dir=run_dir / "checkpoints", seconds=sp.eval_seconds)
