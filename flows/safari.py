@@ -60,7 +60,7 @@ def _row(method: str, level: float, run: dict[str, Any], params, manifest: Path)
 
 
 def _per_layer(run: dict[str, Any]) -> dict[str, Any]:
-    """Learned kept units per layer of a SAFARI run, and the initial (L1) distribution."""
+    """Learned kept units per layer of a SAFARI run, and the initial distribution (`safari.criterion`)."""
     from s6damon.pruning.masks import load_mask
     from s6damon.safari.selection import kept_per_layer
 
@@ -86,7 +86,7 @@ def _report(rows: list[dict[str, Any]], per_layer: dict[str, Any]) -> str:
     for r in rows:
         lines.append(f"| {r['method']} | {r['flops_removed']:.2f} | {r['flops_removed_actual']:.3f} | "
                      f"{r['gflops']:.3f} | {r['params']:,} | {r['test_wer']:.4f} | {r['test_cer']:.4f} |")
-    lines += ["", "## SAFARI: kept units per layer (learned; initial L1 mask in brackets)", ""]
+    lines += ["", "## SAFARI: kept units per layer (learned; initial mask in brackets)", ""]
     for level, dist in per_layer.items():
         for kind in ("heads", "neurons", "conv_channels"):
             pairs = ", ".join(f"{k} ({i})" for k, i in zip(dist[kind], dist["initial"][kind], strict=True))

@@ -25,7 +25,8 @@ _MASK_FIELDS = ("kinds", "scope", "allow_layer_removal", "eval_seconds")
 #: run they continue from, which is part of their cache key as files.
 RUN_FIELDS: dict[str, tuple[str, ...]] = {
     "dense": (),
-    "safari": (*_MASK_FIELDS, "adjust_every", "swap_fraction", "adjust_kinds", "regrow_init"),
+    "safari": (*_MASK_FIELDS, "criterion", "fisher_utterances", "adjust_every", "swap_fraction", "adjust_kinds",
+               "regrow_init"),
     "omp": _MASK_FIELDS,
     "parp": ("parp_reprune_every", "eval_seconds"),
     "parp_structured": (*_MASK_FIELDS, "parp_reprune_every"),
@@ -51,6 +52,11 @@ class SafariParams:
     kinds: list[Kind] = param(["heads", "neurons", "conv_channels"], help="structured unit kinds that may be pruned")
     scope: Literal["global", "per_layer"] = param("global", help="initial mask: one ranking over all layers, or the same share per layer")
     allow_layer_removal: bool = param(False, help="let a layer lose all its heads or neurons (a layer with neither is skipped)")
+    criterion: Literal["fisher", "l1"] = param(
+        "fisher", help="SAFARI's initial mask: Fisher information of each unit under the CTC loss, ranked per FLOP "
+                       "over all kinds and layers, or weight L1 (as OMP and PARP), each kind pruned at the same pace")
+    fisher_utterances: int = param(200, minimum=1, help="SAFARI, criterion 'fisher': training utterances scored "
+                                                        "(one backward pass each)")
     adjust_every: int = param(25, minimum=1, help="SAFARI: optimiser steps between prune-and-grow adjustments")
     swap_fraction: float = param(0.1, minimum=0.0, maximum=1.0,
                                  help="SAFARI: share of each kind's kept units dropped (smallest weight L1) and regrown (largest gradient L1) per adjustment")

@@ -10,8 +10,8 @@ Where each starts (the paper's protocol):
 
 - ``dense``: the pretrained model, finetuned without a mask — the reference row, and
   OMP's "finetune dense" step (one run serves both: same budget, same seed);
-- ``safari``: L1 mask of the pretrained model → masked finetune with prune-and-grow of the
-  ``safari.adjust_kinds`` (heads and neurons by default; conv channels keep their L1 mask);
+- ``safari``: Fisher (or L1, ``safari.criterion``) mask of the start model → masked finetune with prune-and-grow of the
+  ``safari.adjust_kinds`` (heads and neurons by default; conv channels keep their initial mask);
 - ``omp``: L1 mask of the *dense-finetuned* model → masked finetune from those weights;
 - ``parp``: per-weight magnitude mask of the pretrained model, zeroed weights may regrow,
   re-pruned every ``parp_reprune_every`` steps and after the last (unstructured);
@@ -40,7 +40,7 @@ from s6damon.config.safari import SafariParams
 from s6damon.pruning import StructuredMask, apply_masks
 from s6damon.pruning.masks import load_mask, save_mask
 from s6damon.safari.hooks import ParpRepruner, SafariAdjuster
-from s6damon.safari.selection import initial_mask
+from s6damon.safari.selection import fisher_scores, initial_mask
 from s6damon.train import checkpoint as ck
 from s6damon.train.finetune import finetune, init_model
 
@@ -80,9 +80,13 @@ class MethodResult:
 
 def _start_model(ctx: RunContext, init: Path | None) -> torch.nn.Module:
     """The exact model ``finetune`` will start from (same seed, so also for random init)."""
+    return _start(ctx, init)[0]
+
+
+def _start(ctx: RunContext, init: Path | None):
+    """``(model, tokenizer)`` of :func:`_start_model`."""
     ck.seed_everything(ctx.seed)
-    model, _ = init_model(init, ctx.m, ctx.p)
-    return model
+    return init_model(init, ctx.m, ctx.p)
 
 
 def _run(ctx: RunContext, init: Path | None, run_dir: Path, tag: str, *, wrap=None, hooks=(),
@@ -113,9 +117,14 @@ def dense(ctx: RunContext, init: Path | None, run_dir: Path, stop_at: int | None
 
 def safari(ctx: RunContext, init: Path | None, level: float, run_dir: Path,
            stop_at: int | None = None) -> MethodResult:
-    """Sparsify by L1 → masked finetune → prune-and-grow every ``adjust_every`` steps."""
+    """Sparsify (``safari.criterion``) → masked finetune → prune-and-grow every ``adjust_every`` steps."""
     sp = ctx.sp
-    mask = _mask_of(ctx, _start_model(ctx, init), level, "l1")
+    model, tok = _start(ctx, init)
+    fisher = (fisher_scores(model, tok, ctx.train, sp.fisher_utterances, ctx.seed, sp.kinds)
+              if sp.criterion == "fisher" else None)
+    mask = initial_mask(model, level, criterion=sp.criterion, kinds=sp.kinds, scope=sp.scope,
+                        allow_layer_removal=sp.allow_layer_removal, seconds=sp.eval_seconds, seed=ctx.seed,
+                        fisher=fisher)
     adjuster = SafariAdjuster(mask, level, adjust_every=sp.adjust_every, swap_fraction=sp.swap_fraction,
                               kinds=sp.adjust_kinds,
                               allow_layer_removal=sp.allow_layer_removal, total_steps=ctx.p.steps,

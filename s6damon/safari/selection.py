@@ -4,15 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from s6damon.pruning import StructuredMask, all_importances, mask_for_flops_target, model_sizes
 from s6damon.pruning.flops import SAMPLE_RATE, _Counts
+from s6damon.pruning.importance import fisher_importance
 from s6damon.pruning.model_parts import encoder_layers, head_dim
 
 #: importance criteria an initial mask can use
-CRITERIA: tuple[str, ...] = ("l1", "random", "leading")
+CRITERIA: tuple[str, ...] = ("l1", "fisher", "random", "leading")
+
+
+def fisher_scores(model: nn.Module, tokenizer, rows: pd.DataFrame, utterances: int, seed: int,
+                  kinds: Sequence[str]) -> dict[str, list[torch.Tensor]]:
+    """Fisher importance (:func:`~s6damon.pruning.importance.fisher_importance`) of every unit
+    under the CTC loss, from ``utterances`` rows of ``rows`` drawn with ``seed`` (all if fewer),
+    one utterance per backward pass."""
+    from s6damon.train.data import AudioSet
+    from s6damon.train.evaluate import model_inputs
+
+    if len(rows) == 0:
+        raise ValueError("fisher_scores: no utterances to score with")
+    pick = np.random.default_rng(seed).permutation(len(rows))[:utterances]
+    data = AudioSet(rows.iloc[np.sort(pick)].reset_index(drop=True), tokenizer=tokenizer, preload=False)
+
+    def loss_of(net: nn.Module, i: int) -> torch.Tensor:
+        batch = data.batch([i])
+        return net(**model_inputs(net, batch), labels=batch.labels).loss
+
+    return fisher_importance(model, range(len(data)), loss_of, kinds)
 
 
 def comparable(scores: dict[str, list[torch.Tensor]]) -> dict[str, list[torch.Tensor]]:
@@ -59,13 +82,19 @@ def balanced_importance(model: nn.Module, scores: dict[str, list[torch.Tensor]],
 
 
 def initial_mask(model: nn.Module, level: float, *, criterion: str, kinds: Sequence[str], scope: str,
-                 allow_layer_removal: bool, seconds: float, seed: int = 0) -> StructuredMask:
+                 allow_layer_removal: bool, seconds: float, seed: int = 0,
+                 fisher: dict[str, list[torch.Tensor]] | None = None) -> StructuredMask:
     """A structured mask removing ``level`` of ``model``'s encoder FLOPs.
 
     Args:
-        criterion: ``'l1'`` (SAFARI, OMP, PARP — weight L1 of each unit), ``'random'`` (the
-            random baseline) or ``'leading'`` (keep the first units of every layer, the same
-            share everywhere: the small dense model sliced from the pretrained weights).
+        criterion: ``'l1'`` (OMP, PARP — weight L1 of each unit, every kind pruned at about
+            the same pace, see :func:`balanced_importance`), ``'fisher'`` (SAFARI's default:
+            the units' Fisher scores, given as ``fisher`` — see :func:`fisher_scores` — ranked
+            over all kinds and layers by estimated loss increase per FLOP saved, so the kinds'
+            shares are chosen too), ``'random'`` (the random baseline, paced like ``'l1'``) or
+            ``'leading'`` (keep the first units of every layer, the same share everywhere: the
+            small dense model sliced from the pretrained weights).
+        fisher: for ``'fisher'``: per kind, per-layer scores.
         kinds, scope, allow_layer_removal: see :func:`s6damon.pruning.mask_for_flops_target`
             (``'leading'`` always uses ``scope='per_layer'``).
         seconds: input length FLOPs are counted for.
@@ -79,6 +108,11 @@ def initial_mask(model: nn.Module, level: float, *, criterion: str, kinds: Seque
         # descending scores: the per-layer selection keeps the leading units
         imp = {k: [-torch.arange(len(m), dtype=torch.float32) for m in full.units(k)] for k in kinds}
         scope = "per_layer"
+    elif criterion == "fisher":
+        if fisher is None:
+            raise ValueError("criterion 'fisher' needs the units' Fisher scores (fisher_scores)")
+        # Fisher scores are loss units, comparable across kinds and layers: no balancing
+        imp = {k: fisher[k] for k in kinds}
     else:
         # per-weight means, so conv channels of layers of different widths compare
         scores = comparable(all_importances(model, criterion, kinds, normalise=True, seed=seed))
