@@ -75,8 +75,8 @@ def target_check(rows: list[dict], scale: str, extras: dict[str, Any]) -> str:
     ex = extras.get(TARGET)
     if ex:
         out.append(f"- {TARGET}: the transformer sees {ex['keep_ratio']:.0%} of the tokens; the conv feature encoder "
-                   f"(every frame, no dropping, not pruned in this variant) is {ex['conv_share']:.0%} of its FLOPs — "
-                   f"a floor that neither SAFARI's heads/neurons nor SALAD reduce (see `safari50conv+salad30`)")
+                   f"(every frame, no token dropping) is {ex['conv_share']:.0%} of its FLOPs — a floor that SALAD and "
+                   f"head/neuron pruning do not reduce, only conv-channel pruning (see `safari50conv+salad30`)")
     return "\n".join(out) + "\n"
 
 
