@@ -59,12 +59,15 @@ def test_outputs_report_plots_and_models(safari_run):
     header = (root / "plots/safari_wer_flops.csv").read_text().splitlines()[0]
     assert header.split(",")[:4] == ["method", "flops_removed", "gflops", "test_wer"]
     assert (root / "plots/safari_layers.csv").read_text().startswith("level,kind,layer,kept")
+    from s6damon.pruning import removed_share
     from s6damon.safari.measure import load_result
 
     for level in yaml.safe_load((root / "params.yaml").read_text())["safari"]["sparsities"]:
         folder = root / "models/safari" / f"safari_{level:g}"
         model, _, mask = load_result(folder, folder / "mask.json", False)
-        assert mask.kept("heads") < mask.total("heads") or mask.kept("neurons") < mask.total("neurons")
+        # the Fisher mask may take the FLOPs from any kind (on the tiny model, conv channels
+        # only at 30 %): what must hold is the level itself
+        assert removed_share(model, mask, seconds=10.0) >= level - 1e-9
 
 
 def test_rerun_reuses_finished_runs(safari_run):
