@@ -24,7 +24,7 @@ from s6damon.pruning.model_parts import encoder_layers
 from s6damon.safari import methods as M
 from s6damon.safari import unstructured as U
 from s6damon.safari.measure import cost, load_result
-from s6damon.safari.selection import initial_mask, kept_per_layer
+from s6damon.safari.selection import fisher_scores, initial_mask, kept_per_layer
 
 KINDS = ["heads", "neurons", "conv_channels"]
 LEVEL = 0.4
@@ -99,6 +99,20 @@ def test_safari_keeps_sparsity_constant_and_learns_the_distribution(ctx, tmp_pat
     swaps = [h["swapped"] for h in res.history if "swapped" in h]
     assert len(swaps) == 2 and all(s > 0 for s in swaps)
     _assert_pruned_units_inert(res)
+
+
+@pytest.mark.parametrize("criterion", ["fisher", "l1"])
+def test_safari_initial_mask_follows_the_criterion(ctx, tmp_path, criterion):
+    """``safari.criterion`` picks the initial mask: Fisher scores of the start model on the
+    training utterances (ranked per FLOP) or weight L1; the run records it."""
+    sub = dataclasses.replace(ctx, sp=dataclasses.replace(ctx.sp, criterion=criterion, fisher_utterances=4))
+    M.safari(sub, None, LEVEL, tmp_path / "run", stop_at=1)
+    model, tok = M._start(sub, None)
+    fisher = fisher_scores(model, tok, sub.train, 4, sub.seed, KINDS)
+    want = {c: initial_mask(model, LEVEL, criterion=c, kinds=KINDS, scope="global", allow_layer_removal=False,
+                            seconds=10.0, seed=sub.seed, fisher=fisher).to_dict() for c in ("fisher", "l1")}
+    assert want["fisher"] != want["l1"]
+    assert load_mask(tmp_path / "run" / "initial_mask.json").to_dict() == want[criterion]
 
 
 def test_safari_swaps_only_the_adjust_kinds(ctx, tmp_path):
