@@ -72,7 +72,7 @@ def _assert_pruned_units_inert(result: M.MethodResult) -> None:
 
 
 def test_magnitude_masks_hit_the_flops_target_exactly(ctx):
-    model = M._start_model(ctx, None)
+    model, _ = M._start_model(ctx, None)
     dense = encoder_flops(model, None, 10.0)["total"]
     masks = U.magnitude_masks(model, LEVEL, 10.0)
     removed = U.removed_flops(model, masks, 10.0)
@@ -107,7 +107,7 @@ def test_safari_initial_mask_follows_the_criterion(ctx, tmp_path, criterion):
     training utterances (ranked per FLOP) or weight L1; the run records it."""
     sub = dataclasses.replace(ctx, sp=dataclasses.replace(ctx.sp, criterion=criterion, fisher_utterances=4))
     M.safari(sub, None, LEVEL, tmp_path / "run", stop_at=1)
-    model, tok = M._start(sub, None)
+    model, tok = M._start_model(sub, None)
     fisher = fisher_scores(model, tok, sub.train, 4, sub.seed, KINDS)
     want = {c: initial_mask(model, LEVEL, criterion=c, kinds=KINDS, scope="global", allow_layer_removal=False,
                             seconds=10.0, seed=sub.seed, fisher=fisher).to_dict() for c in ("fisher", "l1")}
@@ -129,7 +129,7 @@ def test_restore_flops_target_after_conv_swaps(ctx):
     from s6damon.pruning import all_importances, prune_and_grow
     from s6damon.safari.hooks import restore_flops_target
 
-    model = M._start_model(ctx, None)
+    model, _ = M._start_model(ctx, None)
     mask = initial_mask(model, LEVEL, criterion="l1", kinds=KINDS, scope="global", allow_layer_removal=False,
                         seconds=10.0)
     w = all_importances(model, "l1", KINDS, normalise=True)
@@ -202,7 +202,7 @@ def test_fixed_mask_methods(ctx, tmp_path, method):
 
 
 def test_random_and_l1_masks_differ_and_random_is_seeded(ctx):
-    model = M._start_model(ctx, None)
+    model, _ = M._start_model(ctx, None)
     kw = dict(kinds=KINDS, scope="global", allow_layer_removal=False, seconds=10.0)
     a = initial_mask(model, LEVEL, criterion="random", seed=1, **kw)
     b = initial_mask(model, LEVEL, criterion="random", seed=1, **kw)

@@ -78,13 +78,9 @@ class MethodResult:
                 "unstructured": self.unstructured, "history": self.history, "metrics": self.metrics}
 
 
-def _start_model(ctx: RunContext, init: Path | None) -> torch.nn.Module:
-    """The exact model ``finetune`` will start from (same seed, so also for random init)."""
-    return _start(ctx, init)[0]
-
-
-def _start(ctx: RunContext, init: Path | None):
-    """``(model, tokenizer)`` of :func:`_start_model`."""
+def _start_model(ctx: RunContext, init: Path | None):
+    """``(model, tokenizer)``: the exact model ``finetune`` will start from (same seed, so
+    also for random init)."""
     ck.seed_everything(ctx.seed)
     return init_model(init, ctx.m, ctx.p)
 
@@ -103,10 +99,12 @@ def _masked(ctx: RunContext, init: Path | None, mask: StructuredMask, run_dir: P
     return MethodResult(run_dir / "model", path, False, res["history"], res["metrics"])
 
 
-def _mask_of(ctx: RunContext, model: torch.nn.Module, level: float, criterion: str) -> StructuredMask:
+def _mask_of(ctx: RunContext, model: torch.nn.Module, level: float, criterion: str,
+             fisher: dict[str, list[torch.Tensor]] | None = None) -> StructuredMask:
     sp = ctx.sp
     return initial_mask(model, level, criterion=criterion, kinds=sp.kinds, scope=sp.scope,
-                        allow_layer_removal=sp.allow_layer_removal, seconds=sp.eval_seconds, seed=ctx.seed)
+                        allow_layer_removal=sp.allow_layer_removal, seconds=sp.eval_seconds, seed=ctx.seed,
+                        fisher=fisher)
 
 
 def dense(ctx: RunContext, init: Path | None, run_dir: Path, stop_at: int | None = None) -> MethodResult:
@@ -119,12 +117,10 @@ def safari(ctx: RunContext, init: Path | None, level: float, run_dir: Path,
            stop_at: int | None = None) -> MethodResult:
     """Sparsify (``safari.criterion``) → masked finetune → prune-and-grow every ``adjust_every`` steps."""
     sp = ctx.sp
-    model, tok = _start(ctx, init)
+    model, tok = _start_model(ctx, init)
     fisher = (fisher_scores(model, tok, ctx.train, sp.fisher_utterances, ctx.seed, sp.kinds)
               if sp.criterion == "fisher" else None)
-    mask = initial_mask(model, level, criterion=sp.criterion, kinds=sp.kinds, scope=sp.scope,
-                        allow_layer_removal=sp.allow_layer_removal, seconds=sp.eval_seconds, seed=ctx.seed,
-                        fisher=fisher)
+    mask = _mask_of(ctx, model, level, sp.criterion, fisher)
     adjuster = SafariAdjuster(mask, level, adjust_every=sp.adjust_every, swap_fraction=sp.swap_fraction,
                               kinds=sp.adjust_kinds,
                               allow_layer_removal=sp.allow_layer_removal, total_steps=ctx.p.steps,
@@ -138,20 +134,20 @@ def safari(ctx: RunContext, init: Path | None, level: float, run_dir: Path,
 
 def omp(ctx: RunContext, dense_model: Path, level: float, run_dir: Path, stop_at: int | None = None) -> MethodResult:
     """One-shot magnitude pruning of the dense-finetuned model, then masked finetune from it."""
-    mask = _mask_of(ctx, _start_model(ctx, dense_model), level, "l1")
+    mask = _mask_of(ctx, _start_model(ctx, dense_model)[0], level, "l1")
     return _masked(ctx, dense_model, mask, run_dir, f"omp-{level}", stop_at)
 
 
 def random_structured(ctx: RunContext, init: Path | None, level: float, run_dir: Path, stop_at: int | None = None) -> MethodResult:
     """Random structured mask (same FLOPs) of the pretrained model, then masked finetune."""
-    mask = _mask_of(ctx, _start_model(ctx, init), level, "random")
+    mask = _mask_of(ctx, _start_model(ctx, init)[0], level, "random")
     return _masked(ctx, init, mask, run_dir, f"random-{level}", stop_at)
 
 
 def small_dense(ctx: RunContext, init: Path | None, level: float, run_dir: Path,
                 stop_at: int | None = None) -> MethodResult:
     """Uniformly narrower dense model (leading pretrained units) of the same FLOPs, finetuned."""
-    mask = _mask_of(ctx, _start_model(ctx, init), level, "leading")
+    mask = _mask_of(ctx, _start_model(ctx, init)[0], level, "leading")
     return _masked(ctx, init, mask, run_dir, f"small_dense-{level}", stop_at)
 
 

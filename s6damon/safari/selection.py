@@ -13,6 +13,8 @@ from s6damon.pruning import StructuredMask, all_importances, mask_for_flops_targ
 from s6damon.pruning.flops import SAMPLE_RATE, _Counts
 from s6damon.pruning.importance import fisher_importance
 from s6damon.pruning.model_parts import encoder_layers, head_dim
+from s6damon.train.data import AudioSet
+from s6damon.train.evaluate import model_inputs
 
 #: importance criteria an initial mask can use
 CRITERIA: tuple[str, ...] = ("l1", "fisher", "random", "leading")
@@ -23,9 +25,6 @@ def fisher_scores(model: nn.Module, tokenizer, rows: pd.DataFrame, utterances: i
     """Fisher importance (:func:`~s6damon.pruning.importance.fisher_importance`) of every unit
     under the CTC loss, from ``utterances`` rows of ``rows`` drawn with ``seed`` (all if fewer),
     one utterance per backward pass."""
-    from s6damon.train.data import AudioSet
-    from s6damon.train.evaluate import model_inputs
-
     if len(rows) == 0:
         raise ValueError("fisher_scores: no utterances to score with")
     pick = np.random.default_rng(seed).permutation(len(rows))[:utterances]
