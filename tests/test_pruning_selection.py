@@ -90,6 +90,31 @@ def test_grad_l1_is_zero_for_pruned_units_unless_dense_grad():
             torch.testing.assert_close(p.grad, grads[name], msg=name)
 
 
+@pytest.mark.parametrize("variant", ["w2v2-group", "w2v2-layer-stable"])
+def test_dense_grad_under_bfloat16_autocast_matches_float32(variant):
+    """SAFARI trains under autocast: pruned units' regrowth gradients must still be float32.
+
+    With layer-normed conv layers (the default model) a conv's input is float32 (autocast
+    runs layer norm in float32) while its output gradient is bfloat16.
+    """
+    grads = {}
+    for precision in ("float32", "bfloat16"):
+        model = tiny_model(variant)
+        mask = StructuredMask.full(model)
+        mask.neurons[1][:8] = False
+        mask.conv_channels[0][:4] = False
+        apply_masks(model, mask, dense_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            loss = _ctc_loss(model)
+        loss.backward()
+        assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
+        grads[precision] = all_importances(model, "grad_l1")
+    for kind, layer, units in (("neurons", 1, slice(0, 8)), ("conv_channels", 0, slice(0, 4))):
+        g32, g16 = grads["float32"][kind][layer][units], grads["bfloat16"][kind][layer][units]
+        assert bool((g16 > 0).all())
+        torch.testing.assert_close(g16, g32, rtol=0.1, atol=1e-3 * float(g32.abs().max()))
+
+
 @pytest.mark.parametrize("scope", ["global", "per_layer"])
 @pytest.mark.parametrize("kinds", [("heads", "neurons"), UNIT_KINDS])
 def test_flops_target_is_reached_without_emptying_layers(scope, kinds):

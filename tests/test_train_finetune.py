@@ -64,3 +64,19 @@ def test_resumed_finetune_equals_uninterrupted(tmp_path):
     other = finetune(None, m, dataclasses.replace(p, learning_rate=1e-4), df, None, tmp_path / "o",
                      tmp_path / "ck_res", seed=3, threads=1)
     assert other["metrics"]["resumed_from"] == 0
+
+
+def test_bfloat16_autocast_trains_float32_weights_close_to_float32(tmp_path):
+    m, _, p = tiny_params()
+    p = dataclasses.replace(p, steps=3, eval_every=100)
+    df = make_manifest(tmp_path / "wav", 6)
+    runs = {prec: finetune(None, m, dataclasses.replace(p, precision=prec), df, None, tmp_path / prec,
+                           tmp_path / f"ck_{prec}", seed=2, threads=1)
+            for prec in ("float32", "bfloat16")}
+    l32 = [h["loss"] for h in runs["float32"]["history"] if "loss" in h]
+    l16 = [h["loss"] for h in runs["bfloat16"]["history"] if "loss" in h]
+    assert l16[0] != l32[0]  # autocast really ran the forward pass in bfloat16 ...
+    assert abs(l16[0] - l32[0]) < 0.05 * abs(l32[0])  # ... and the loss is the same to bf16 precision
+    a, b = _weights(tmp_path / "float32"), _weights(tmp_path / "bfloat16")
+    assert all(v.dtype == torch.float32 for v in b.values() if v.is_floating_point())
+    assert any(not torch.equal(a[k], b[k]) for k in a)

@@ -95,6 +95,9 @@ class FinetuneParams:
     speed_perturb: list[float] = param([0.85, 1.2], minimum=0.5, maximum=2.0,
                                        help="[low, high] random speed/pitch factor per utterance; [1, 1] = off")
     freeze_feature_encoder_steps: int = param(0, minimum=0, help="conv encoder frozen for this many steps")
+    precision: Literal["float32", "bfloat16"] = param(
+        "float32", help="training forward pass: float32, or bfloat16 autocast (weights, optimiser and the "
+                        "CTC loss stay float32); evaluation is always float32")
     mask_time_prob: float = param(0.05, minimum=0.0, maximum=1.0, help="SpecAugment: share of tokens starting a time mask")
     mask_time_length: int = param(5, minimum=1, help="SpecAugment: time mask length in tokens")
     mask_feature_prob: float = param(0.0, minimum=0.0, maximum=1.0, help="SpecAugment: share of channels masked")

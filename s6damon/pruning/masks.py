@@ -158,12 +158,16 @@ class _DenseWeightGrad(torch.autograd.Function):
     def forward(ctx, output: Tensor, x_pruned: Tensor, weight: Tensor, weight_grad_fn: Callable):
         ctx.save_for_backward(x_pruned)
         ctx.weight_grad_fn = weight_grad_fn
+        ctx.weight_dtype = weight.dtype
         return output.clone()
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         (x_pruned,) = ctx.saved_tensors
-        return grad_output, None, ctx.weight_grad_fn(x_pruned, grad_output), None
+        # under autocast the activations and grad_output are bfloat16 while the weight is
+        # float32: the weight's gradient is computed, and returned, in the weight's dtype
+        dt = ctx.weight_dtype
+        return grad_output, None, ctx.weight_grad_fn(x_pruned.to(dt), grad_output.to(dt)), None
 
 
 def _linear_weight_grad(x: Tensor, g: Tensor) -> Tensor:

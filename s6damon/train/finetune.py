@@ -41,6 +41,16 @@ def init_model(init: str | Path | None, m: ModelParams, p: FinetuneParams):
     return model, tok
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The training forward pass's autocast context: a no-op for ``float32``.
+
+    ``bfloat16`` runs matmuls and convolutions in bfloat16 (about 1.45x faster per step on
+    a 2-core CPU with AVX512-BF16); autocast keeps reductions, softmax and the CTC loss in
+    float32, and the weights and optimiser state stay float32.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def _set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
     base = unwrap(model).base_model
     fe = base.feature_extractor
@@ -102,7 +112,8 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
 
     def step_fn(net: torch.nn.Module, batch: Batch, step: int):
         _set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
-        out = net(**model_inputs(net, batch), labels=batch.labels)
+        with autocast(env.device, p.precision):
+            out = net(**model_inputs(net, batch), labels=batch.labels)
         return out.loss, {"loss": float(out.loss.detach())}
 
     def evaluate(net: torch.nn.Module, step: int, state: dict[str, Any]) -> dict[str, Any] | None:
