@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.machine import cpu_info
 from bench.models import BenchModel, base_model, build, tiny_model
 from bench.report import render
 from s6damon import io
@@ -127,9 +128,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
     """Where and how the benchmark ran."""
     import onnxruntime
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+    return {"cpu": cpu_info()["cpu"], "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "load_average_at_start": list(os.getloadavg()), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "input_seconds": args.seconds, "repeats": args.repeats, "warmup": args.warmup, "batch": 1}

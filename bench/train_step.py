@@ -17,13 +17,13 @@ a shared machine hit both alike; each model gets its own optimiser state per pre
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.machine import cpu_info
 from bench.models import base_model, tiny_model
 from s6damon import io
 from s6damon.timing import percentile_90, round_robin
@@ -61,20 +61,13 @@ def measure(scale: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     labels = torch.randint(1, vocab, (n_utts, int(args.utt_seconds * 8)), generator=gen)  # ~8 chars/s
     calls = {p: _step_fn(model, p, wave, labels) for p in PRECISIONS}
     times, last = round_robin(calls, args.repeats, args.warmup)
-    base = statistics.median(times["float32"])
-    return [{"scale": scale, "precision": p, "batch_seconds": n_utts * args.utt_seconds,
-             "median_ms": round(statistics.median(times[p]), 1), "p90_ms": round(percentile_90(times[p]), 1),
-             "speedup": round(base / statistics.median(times[p]), 3),
-             "audio_seconds_per_second": round(n_utts * args.utt_seconds / (statistics.median(times[p]) / 1000), 1),
+    median = {p: statistics.median(times[p]) for p in PRECISIONS}
+    seconds = n_utts * args.utt_seconds
+    return [{"scale": scale, "precision": p, "batch_seconds": seconds,
+             "median_ms": round(median[p], 1), "p90_ms": round(percentile_90(times[p]), 1),
+             "speedup": round(median["float32"] / median[p], 3),
+             "audio_seconds_per_second": round(seconds / (median[p] / 1000), 1),
              "last_loss": round(last[p], 4)} for p in PRECISIONS]
-
-
-def _cpu() -> dict[str, Any]:
-    """CPU model and whether it has native bfloat16 dot products (AVX512-BF16 or AMX)."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")),
-                platform.processor())
-    return {"cpu": name, "cpu_bf16": ("avx512_bf16" in info or "amx_bf16" in info) if info else None}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -92,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     rows = [r for scale in args.scales for r in measure(scale, args)]
     result = {"results": rows,
-              "machine": {"threads": args.threads, "torch": torch.__version__, **_cpu()},
+              "machine": {"threads": args.threads, "torch": torch.__version__, **cpu_info()},
               "repeats": args.repeats, "warmup": args.warmup}
     io.write_json(args.out, result)
     for r in rows:
