@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
 from typing import Any
+
+from s6damon.hardware import cpu_model, cpu_native_bf16
 
 
 def cpu_info() -> dict[str, Any]:
@@ -12,8 +12,4 @@ def cpu_info() -> dict[str, Any]:
 
     ``cpu_bf16`` is None where ``/proc/cpuinfo`` does not exist (not Linux).
     """
-    path = Path("/proc/cpuinfo")
-    info = path.read_text() if path.exists() else ""
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")),
-                platform.processor())
-    return {"cpu": name, "cpu_bf16": ("avx512_bf16" in info or "amx_bf16" in info) if info else None}
+    return {"cpu": cpu_model(), "cpu_bf16": cpu_native_bf16()}

@@ -46,8 +46,9 @@ def _train(method: str, level: float, init, base, params, manifest: Path) -> dic
     sp = params.safari.for_run(method)
     if base is not None:  # as paths, so the cache key hashes the files' contents
         base = {k: Path(base[k]) for k in ("model_dir", "mask_path") if base.get(k)}
+    teacher = FINETUNED if sp.finetune.distill_weight > 0 else None
     return run_with_outputs(S.train_run, method, level, init, base, params.model, sp, manifest,
-                            params.seed, params.threads, outputs=outputs)
+                            params.seed, params.threads, teacher, outputs=outputs)
 
 
 def _row(method: str, level: float, run: dict[str, Any], params, manifest: Path) -> dict[str, Any]:

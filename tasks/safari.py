@@ -23,12 +23,13 @@ SAFARI_CODE = (*TRAIN_CODE, "s6damon/pruning", "s6damon/safari", "s6damon/config
 RUNS = Path(".work/runs/safari")
 
 
-def _context(m: ModelParams, sp: SafariParams, manifest: Path, seed: int, threads: int):
+def _context(m: ModelParams, sp: SafariParams, manifest: Path, seed: int, threads: int, teacher: Path | None = None):
     from s6damon.safari.methods import RunContext
 
     df = io.read_parquet(manifest)
     split = lambda name: df[df["split"] == name].reset_index(drop=True)  # noqa: E731
-    return RunContext(m=m, sp=sp, train=split("train"), dev=split("dev"), seed=seed, threads=threads)
+    return RunContext(m=m, sp=sp, train=split("train"), dev=split("dev"), seed=seed, threads=threads,
+                      teacher=teacher)
 
 
 def run_dir(method: str, level: float, *key: Any) -> Path:
@@ -38,7 +39,7 @@ def run_dir(method: str, level: float, *key: Any) -> Path:
 
 @task(cache_policy=content_cache(*SAFARI_CODE), persist_result=True)
 def train_run(method: str, level: float, init: Path | None, base: dict[str, Path] | None, m: ModelParams,
-              sp: SafariParams, manifest: Path, seed: int, threads: int) -> dict[str, Any]:
+              sp: SafariParams, manifest: Path, seed: int, threads: int, teacher: Path | None = None) -> dict[str, Any]:
     """Train one method at one FLOPs level; returns :meth:`MethodResult.to_dict`.
 
     Args:
@@ -48,11 +49,13 @@ def train_run(method: str, level: float, init: Path | None, base: dict[str, Path
         base: the run this one continues from — the ``dense`` result for ``omp``, the
             ``parp_structured`` result for ``parp_masked_finetune``: ``{"model_dir": Path,
             "mask_path": Path}`` (file contents are part of the cache key).
+        teacher: the model every run distils from (``safari.finetune.distill_weight > 0``):
+            the finetuned dense model, whatever the run starts from.
     """
     from s6damon.safari import methods as M
 
-    ctx = _context(m, sp, manifest, seed, threads)
-    folder = run_dir(method, level, init, base or {}, m, sp, manifest, seed)
+    ctx = _context(m, sp, manifest, seed, threads, teacher)
+    folder = run_dir(method, level, init, base or {}, m, sp, manifest, seed, *([teacher] if teacher else []))
     if method == "dense":
         res = M.dense(ctx, init, folder)
     elif method == "omp":

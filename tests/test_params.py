@@ -38,6 +38,8 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"salad": {"sources": ["ctc"]}}, "salad.methods"),  # salad_alignment needs its source
         ({"salad": {"finetune": {"steps": 10, "freeze_feature_encoder_steps": 5}}},
          "salad.finetune.freeze_feature_encoder_steps"),
+        ({"finetune": {"distill_weight": 1.0}}, "finetune.distill_weight"),  # no teacher there
+        ({"safari": {"finetune": {"distill_weight": -1.0}}}, "safari.finetune.distill_weight"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, patch, key):

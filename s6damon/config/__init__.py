@@ -42,6 +42,12 @@ class Params:
     export: ExportParams = dataclasses.field(default_factory=ExportParams)
     evaluate: EvaluateParams = dataclasses.field(default_factory=EvaluateParams)
 
+    def check(self) -> None:
+        if self.finetune.distill_weight > 0:
+            # the finetune stage trains the dense model that salad/safari distil from
+            raise ParamsError("params: 'finetune.distill_weight' must be 0: the finetune stage has no teacher "
+                              "(distillation is for 'salad.finetune' and 'safari.finetune')")
+
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate a params file.

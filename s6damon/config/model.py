@@ -95,9 +95,14 @@ class FinetuneParams:
     speed_perturb: list[float] = param([0.85, 1.2], minimum=0.5, maximum=2.0,
                                        help="[low, high] random speed/pitch factor per utterance; [1, 1] = off")
     freeze_feature_encoder_steps: int = param(0, minimum=0, help="conv encoder frozen for this many steps")
-    precision: Literal["float32", "bfloat16"] = param(
+    precision: Literal["auto", "float32", "bfloat16"] = param(
         "float32", help="training forward pass: float32, or bfloat16 autocast (weights, optimiser and the "
-                        "CTC loss stay float32); evaluation is always float32")
+                        "CTC loss stay float32); auto = bfloat16 where the hardware has native bfloat16 "
+                        "(AVX512-BF16/AMX CPUs, recent GPUs), else float32; evaluation is always float32")
+    distill_weight: float = param(
+        0.0, minimum=0.0, help="weight of frame-level distillation from a frozen teacher (the finetuned dense "
+                               "model) added to the CTC loss; 0 = off (see s6damon/train/distill.py)")
+    distill_temperature: float = param(1.0, minimum=0.1, help="softening of teacher and student distributions")
     mask_time_prob: float = param(0.05, minimum=0.0, maximum=1.0, help="SpecAugment: share of tokens starting a time mask")
     mask_time_length: int = param(5, minimum=1, help="SpecAugment: time mask length in tokens")
     mask_feature_prob: float = param(0.0, minimum=0.0, maximum=1.0, help="SpecAugment: share of channels masked")

@@ -55,6 +55,7 @@ class RunContext:
     dev: pd.DataFrame | None
     seed: int
     threads: int
+    teacher: Path | None = None  # distillation teacher when ``safari.finetune.distill_weight > 0``
 
     @property
     def p(self) -> FinetuneParams:
@@ -88,7 +89,7 @@ def _start_model(ctx: RunContext, init: Path | None):
 def _run(ctx: RunContext, init: Path | None, run_dir: Path, tag: str, *, wrap=None, hooks=(),
          stop_at: int | None = None) -> dict[str, Any]:
     return finetune(init, ctx.m, ctx.p, ctx.train, ctx.dev, run_dir / "model", run_dir / "checkpoints",
-                    ctx.seed, ctx.threads, wrap=wrap, hooks=hooks, tag=tag, stop_at=stop_at)
+                    ctx.seed, ctx.threads, wrap=wrap, hooks=hooks, tag=tag, stop_at=stop_at, teacher=ctx.teacher)
 
 
 def _masked(ctx: RunContext, init: Path | None, mask: StructuredMask, run_dir: Path, tag: str,

@@ -13,11 +13,14 @@ import pandas as pd
 import torch
 
 from s6damon.config.model import FinetuneParams, ModelParams
+from s6damon.hardware import training_precision
 from s6damon.model.factory import build_ctc_model, count_parameters, load_ctc_model, save_model, unwrap
 from s6damon.model.vocab import build_tokenizer
+from s6damon.salad.backbone import feature_lengths, length_mask
 from s6damon.train import checkpoint as ck
 from s6damon.train import distributed as dd
 from s6damon.train.data import AudioSet, Batch
+from s6damon.train.distill import distill_loss, segment_frames
 from s6damon.train.evaluate import model_inputs, score, transcribe
 from s6damon.train.loop import Hook, LoopConfig, run_loop
 
@@ -44,11 +47,14 @@ def init_model(init: str | Path | None, m: ModelParams, p: FinetuneParams):
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The training forward pass's autocast context: a no-op for ``float32``.
 
-    ``bfloat16`` runs matmuls and convolutions in bfloat16 (about 1.45x faster per step on
-    a 2-core CPU with AVX512-BF16); autocast keeps reductions, softmax and the CTC loss in
-    float32, and the weights and optimiser state stay float32.
+    ``bfloat16`` runs matmuls and convolutions in bfloat16 (1.61x faster per step on a
+    2-core CPU with AVX512-BF16, 0.66x — slower — on one without: ``bench/train_step.json``);
+    autocast keeps reductions, softmax and the CTC loss in float32, and the weights and
+    optimiser state stay float32. ``auto`` is resolved by
+    :func:`~s6damon.hardware.training_precision`.
     """
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+    enabled = training_precision(precision, device) == "bfloat16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
@@ -60,11 +66,35 @@ def _set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
         fe._requires_grad = not frozen  # HF skips the input grad hook when frozen
 
 
+def load_teacher(path: str | Path) -> torch.nn.Module:
+    """A frozen CTC model in eval mode (no dropout, no SpecAugment): the distillation teacher."""
+    teacher, _ = load_ctc_model(path)
+    return teacher.eval().requires_grad_(False)
+
+
+def distill_term(out: Any, teacher_logits: torch.Tensor, frame_lengths: torch.Tensor, blank_id: int,
+                 temperature: float) -> torch.Tensor:
+    """Distillation loss of one training output against the teacher's full-grid logits.
+
+    ``out`` is either a plain CTC output (``.logits`` on every frame) or a token-dropped
+    :class:`~s6damon.salad.dropping.DropOutput` (``.keep``, ``.lengths``), whose kept tokens
+    are matched to teacher frames by :func:`~s6damon.train.distill.segment_frames`.
+    """
+    logits = out.logits
+    width = logits.shape[1]
+    if getattr(out, "keep", None) is not None:
+        mask = length_mask(out.lengths, width)
+        teacher_logp = torch.log_softmax(teacher_logits.float(), -1)
+        frames = segment_frames(teacher_logp, out.keep, out.frame_lengths, width, blank_id)
+        return distill_loss(logits, mask, teacher_logits, frames, temperature)
+    return distill_loss(logits, length_mask(frame_lengths, width), teacher_logits, None, temperature)
+
+
 def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: pd.DataFrame, dev: pd.DataFrame | None,
              out_dir: str | Path, ckpt_dir: str | Path, seed: int, threads: int, *,
              best_dir: str | Path | None = None, stop_at: int | None = None,
              wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
-             hooks: Sequence[Hook] = (), tag: str = "") -> dict[str, Any]:
+             hooks: Sequence[Hook] = (), tag: str = "", teacher: str | Path | None = None) -> dict[str, Any]:
     """Finetune a CTC character model and save it.
 
     Args:
@@ -89,6 +119,8 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             CTC model is what ``out_dir`` receives.
         hooks: extra loop hooks (after each optimiser step), e.g. prune-and-grow.
         tag: names the variant in the progress bar and the resumption fingerprint.
+        teacher: CTC checkpoint folder distilled from when ``p.distill_weight > 0``
+            (default: ``init``, the model the compressed variants start from).
 
     Returns:
         ``{"history": [...], "metrics": {...}}``; metrics hold the final (and best) dev WER/CER,
@@ -103,8 +135,17 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     model, tok = init_model(init, m, p)
     train = train[train["duration"] <= p.max_seconds].reset_index(drop=True)
     data = AudioSet(train, tokenizer=tok)
+    precision = training_precision(p.precision, env.device)
+    log.info("finetune%s: %s training forward pass (precision: %s)", f"({tag})" if tag else "", precision, p.precision)
+    teacher_net = None
+    if p.distill_weight > 0:
+        teacher = teacher or init
+        if not teacher:
+            raise ValueError("finetune: distill_weight > 0 needs a teacher model (or an init checkpoint)")
+        teacher_net = load_teacher(teacher).to(env.device)
     fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
-                        list(train["path"]), list(train["text"]), env.world_size, tag)
+                        list(train["path"]), list(train["text"]), env.world_size, tag,
+                        str(teacher) if teacher_net is not None else "", precision)
     net = wrap(model) if wrap is not None else model
 
     def batch_fn(rows: list[int], step: int) -> Batch:
@@ -112,9 +153,19 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
 
     def step_fn(net: torch.nn.Module, batch: Batch, step: int):
         _set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
-        with autocast(env.device, p.precision):
-            out = net(**model_inputs(net, batch), labels=batch.labels)
-        return out.loss, {"loss": float(out.loss.detach())}
+        inputs = model_inputs(net, batch)
+        with autocast(env.device, precision):
+            out = net(**inputs, labels=batch.labels)
+        if teacher_net is None:
+            return out.loss, {"loss": float(out.loss.detach())}
+        with torch.no_grad(), autocast(env.device, precision):
+            teacher_logits = teacher_net(**inputs).logits
+        # valid frames from the real padding mask (group-norm models are called without one)
+        frame_len = feature_lengths(teacher_net.config, batch.attention_mask, batch.input_values)
+        kd = distill_term(out, teacher_logits, frame_len.clamp(max=teacher_logits.shape[1]),
+                          teacher_net.config.pad_token_id, p.distill_temperature)
+        loss = out.loss + p.distill_weight * kd
+        return loss, {"loss": float(loss.detach()), "ctc_loss": float(out.loss.detach()), "distill_loss": float(kd.detach())}
 
     def evaluate(net: torch.nn.Module, step: int, state: dict[str, Any]) -> dict[str, Any] | None:
         if dev is None or len(dev) == 0 or not (step % p.eval_every == 0 or step == p.steps):
@@ -143,7 +194,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         "steps": res.steps_done, "resumed_from": res.resumed_from, "train_seconds": round(res.seconds, 2),
         "audio_seconds_per_second": round(res.throughput, 2), "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2),
         "final_train_loss": losses[-1] if losses else None, "parameters": count_parameters(model),
-        "init": str(init or "scratch"), "world_size": env.world_size,
+        "init": str(init or "scratch"), "world_size": env.world_size, "precision": precision,
     }
     last = [h for h in res.history if "dev_wer" in h]
     if last:
