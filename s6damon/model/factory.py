@@ -27,6 +27,7 @@ from transformers import (
 
 from s6damon.config.model import ModelParams
 from s6damon.io import atomic_path
+from s6damon.model.contiguous_conv import use_contiguous_conv_layers
 from s6damon.model.vocab import build_tokenizer, build_vocab
 from s6damon.errors import InputError
 
@@ -95,7 +96,7 @@ def build_config(m: ModelParams, vocab_size: int, **overrides: Any) -> Wav2Vec2C
 def build_ctc_model(m: ModelParams, tokenizer: Wav2Vec2CTCTokenizer | None = None, **overrides: Any) -> Wav2Vec2ForCTC:
     """A randomly initialised tiny CTC model (the "scratch" baseline)."""
     tokenizer = tokenizer or build_tokenizer()
-    return Wav2Vec2ForCTC(build_config(m, len(tokenizer), **overrides))
+    return use_contiguous_conv_layers(Wav2Vec2ForCTC(build_config(m, len(tokenizer), **overrides)))
 
 
 def feature_extractor() -> Wav2Vec2FeatureExtractor:
@@ -171,6 +172,7 @@ def load_ctc_model(folder: str | Path, *, own_vocab: bool = False, **overrides: 
         raise
     except Exception as err:
         raise CheckpointError(f"{folder}: cannot load the weights ({type(err).__name__}: {err})") from err
+    use_contiguous_conv_layers(model)
     model.eval()
     return model, tokenizer
 
@@ -214,6 +216,7 @@ def load_pretraining_model(folder: str | Path, **overrides: Any) -> Wav2Vec2ForP
     if cfg["model_type"] != "wav2vec2":
         raise CheckpointError(f"{folder}: SSL pretraining supports wav2vec2 models, not {cfg['model_type']!r}")
     try:
-        return Wav2Vec2ForPreTraining.from_pretrained(str(folder), **overrides)
+        model = Wav2Vec2ForPreTraining.from_pretrained(str(folder), **overrides)
     except Exception as err:
         raise CheckpointError(f"{folder}: cannot load the weights ({type(err).__name__}: {err})") from err
+    return use_contiguous_conv_layers(model)

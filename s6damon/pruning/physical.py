@@ -40,6 +40,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from transformers import AutoConfig, HubertForCTC, PretrainedConfig, PreTrainedModel, Wav2Vec2ForCTC
 
+from s6damon.model.contiguous_conv import use_contiguous_conv_layers
 from s6damon.pruning.masks import StructuredMask, remove_masks
 from s6damon.pruning.model_parts import (
     base_model,
@@ -229,7 +230,7 @@ def build_from_sizes(config: PretrainedConfig, model_cls: type[PreTrainedModel] 
         model_cls: defaults to the CTC class of ``config.model_type``.
     """
     cls = model_cls or _CTC_CLASSES[config.model_type]
-    model = cls(config)
+    model = use_contiguous_conv_layers(cls(config))
     sizes = getattr(config, SIZES_KEY, None)
     if not sizes:
         return model

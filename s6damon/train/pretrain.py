@@ -19,6 +19,7 @@ from transformers import Wav2Vec2ForPreTraining
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
 from s6damon.config.model import ModelParams, PretrainParams
+from s6damon.model.contiguous_conv import use_contiguous_conv_layers
 from s6damon.model.factory import build_config, count_parameters, load_pretraining_model, save_model, unwrap
 from s6damon.model.vocab import build_tokenizer
 from s6damon.train import checkpoint as ck
@@ -35,7 +36,7 @@ def build_pretraining_model(m: ModelParams, p: PretrainParams, init: str | Path 
                contrastive_logits_temperature=p.contrastive_temperature)
     if init:
         return load_pretraining_model(init, **ssl)
-    return Wav2Vec2ForPreTraining(build_config(m, len(build_tokenizer()), **ssl))
+    return use_contiguous_conv_layers(Wav2Vec2ForPreTraining(build_config(m, len(build_tokenizer()), **ssl)))
 
 
 def _scale_feature_grad(model: Wav2Vec2ForPreTraining, mult: float) -> None:
