@@ -39,14 +39,18 @@ BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, inter
             do_stable_layer_norm=False, vocab_size=32)
 
 
-def base_model(seed: int = 0) -> nn.Module:
-    """A random-weight wav2vec2-base CTC model (~94 M parameters)."""
+def base_model(seed: int = 0, **overrides) -> nn.Module:
+    """A random-weight wav2vec2-base CTC model (~94 M parameters); ``overrides``: config fields."""
     torch.manual_seed(seed)
-    return Wav2Vec2ForCTC(Wav2Vec2Config(**BASE, mask_time_prob=0.0)).eval()
+    return Wav2Vec2ForCTC(Wav2Vec2Config(**{**BASE, "mask_time_prob": 0.0, **overrides})).eval()
 
 
-def tiny_model(params_path: str | Path = "params.yaml", folder: str | Path | None = None, seed: int = 0) -> nn.Module:
-    """The default profile's tiny model: trained weights from ``folder``, else random ones."""
+def tiny_model(params_path: str | Path = "params.yaml", folder: str | Path | None = None, seed: int = 0,
+               **overrides) -> nn.Module:
+    """The default profile's tiny model: trained weights from ``folder``, else random ones.
+
+    ``overrides`` (config fields) apply to the random-weight model only.
+    """
     if folder:
         from s6damon.model.factory import load_ctc_model
 
@@ -55,7 +59,7 @@ def tiny_model(params_path: str | Path = "params.yaml", folder: str | Path | Non
     from s6damon.model.factory import build_ctc_model
 
     torch.manual_seed(seed)
-    return build_ctc_model(load_params(params_path).model, mask_time_prob=0.0).eval()
+    return build_ctc_model(load_params(params_path).model, **{"mask_time_prob": 0.0, **overrides}).eval()
 
 
 def uniform_mask(model: nn.Module, removed: float, kinds: tuple[str, ...], seconds: float,

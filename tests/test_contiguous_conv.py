@@ -67,3 +67,10 @@ def test_saved_folder_is_plain_hugging_face(tmp_path) -> None:
     wave = torch.randn(1, 4000)
     with torch.no_grad():
         assert torch.allclose(stock(wave).logits, ours(wave).logits, atol=1e-5)
+
+
+def test_swap_back_restores_stock_layers() -> None:
+    model = use_contiguous_conv_layers(Wav2Vec2ForCTC(Wav2Vec2Config(**SMALL, feat_extract_norm="layer")))
+    use_contiguous_conv_layers(model, enabled=False)
+    assert {type(layer).__name__ for layer in model.wav2vec2.feature_extractor.conv_layers} == {
+        "Wav2Vec2LayerNormConvLayer"}

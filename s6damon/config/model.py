@@ -26,7 +26,8 @@ class ModelParams:
     conv_pos_groups: int = param(16, minimum=1, help="groups of the convolutional position embedding")
     stable_layer_norm: bool = param(True, help="pre-LN transformer (wav2vec2-large style); trains more stably")
     hidden_dropout: float = param(0.1, minimum=0.0, maximum=1.0, help="dropout in transformer layers")
-    attention_dropout: float = param(0.1, minimum=0.0, maximum=1.0)
+    attention_dropout: float = param(0.0, minimum=0.0, maximum=1.0,
+                                     help="dropout on attention weights (> 0 leaves PyTorch's fused CPU kernel)")
     activation_dropout: float = param(0.0, minimum=0.0, maximum=1.0, help="dropout inside the FFN")
     feat_proj_dropout: float = param(0.1, minimum=0.0, maximum=1.0, help="dropout after the feature projection")
     final_dropout: float = param(0.1, minimum=0.0, maximum=1.0, help="dropout before the CTC head")

@@ -46,17 +46,22 @@ _SWAPS: dict[type, type] = {
 }
 
 
-def use_contiguous_conv_layers(model: nn.Module) -> nn.Module:
+def use_contiguous_conv_layers(model: nn.Module, enabled: bool = True) -> nn.Module:
     """Swap every LayerNorm conv layer in ``model`` for its contiguous variant, in place.
 
     Layers of other kinds (the GroupNorm / no-norm layers of wav2vec2-base-style encoders,
     whose tensors are already contiguous) are left alone. Idempotent.
 
+    Args:
+        model: any module holding wav2vec2/HuBERT feature-encoder conv layers.
+        enabled: False swaps back to Hugging Face's own layers (the benchmark compares both).
+
     Returns:
         ``model``, for chaining.
     """
+    swaps = _SWAPS if enabled else {fast: stock for stock, fast in _SWAPS.items()}
     for module in model.modules():
-        swap = _SWAPS.get(type(module))
+        swap = swaps.get(type(module))
         if swap is not None:
             module.__class__ = swap
     return model
