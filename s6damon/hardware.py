@@ -28,7 +28,7 @@ def cpu_native_bf16() -> bool | None:
 
     None where ``/proc/cpuinfo`` does not exist (not Linux): unknown. Without them oneDNN
     emulates bfloat16, and a bfloat16-autocast training step is slower than a float32 one
-    (measured on a 2-core AVX512 Xeon without AVX512-BF16: 1032 vs 681 ms; with it: 223 vs
+    (measured on a 2-core AVX512 Xeon without AVX512-BF16: 1442 vs 843 ms; with it: 223 vs
     358 ms — ``python -m bench.train_step``).
     """
     flags = _cpuinfo()

@@ -3,8 +3,8 @@
 Hugging Face's ``LayerNormConvLayer`` (wav2vec 2.0 and HuBERT with ``feat_extract_norm="layer"``,
 the default model here) transposes the conv output to ``(B, T, C)`` for the LayerNorm and back,
 then applies the GELU to the non-contiguous result. Elementwise kernels on a tensor whose
-innermost dimension is strided do not vectorise, so the GELU and its backward ran about 5×
-slower than on contiguous memory, and the next conv (and each backward) copied the tensor anyway.
+innermost dimension is strided do not vectorise: in a profiled training step the GELU backward
+took 196 ms on strided memory and 27 ms on contiguous memory, and the next conv (and each backward) copied the tensor anyway.
 Making the two transposes contiguous costs two copies and removes those penalties: on a 2-core
 AVX512 CPU the conv feature encoder's forward + backward on 20 s of audio went from ~530 ms to
 ~315 ms, outputs equal within float32 rounding (``tests/test_contiguous_conv.py``).

@@ -48,7 +48,7 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The training forward pass's autocast context: a no-op for ``float32``.
 
     ``bfloat16`` runs matmuls and convolutions in bfloat16 (1.61x faster per step on a
-    2-core CPU with AVX512-BF16, ``bench/train_step.json``; 0.66x — slower — on one without,
+    2-core CPU with AVX512-BF16, ``bench/train_step.json``; 0.58x — slower — on one without,
     ``bench/train_step_no_native_bf16.json``);
     autocast keeps reductions, softmax and the CTC loss in float32, and the weights and
     optimiser state stay float32. ``auto`` is resolved by
