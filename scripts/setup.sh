@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Set up s6damon on a fresh Debian/Ubuntu machine. Idempotent: re-running only does what is missing.
-#   - Debian packages: speech synthesisers (flite, festival + voices, espeak-ng), sox, fortunes
+#   - Debian packages: speech synthesisers (flite, festival + voices, espeak-ng), sox, fortunes,
+#     and a C compiler + Python headers (ttspico, the SVOX Pico voices, is built from source)
 #   - .venv with the pinned Python dependencies and the project installed in editable mode
 #   - git + DVC repository state (analytics off)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(flite flite1-dev festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
-              espeak-ng libespeak-ng1 sox libsndfile1 fortunes fortunes-min fortune-mod git)
+              espeak-ng libespeak-ng1 sox libsndfile1 fortunes fortunes-min fortune-mod git
+              gcc python3-dev)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -28,7 +30,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import s6damon, torch, torchaudio, prefect, dvc, kaldi_hmm_gmm, pocketsphinx"
+  .venv/bin/python -c "import s6damon, torch, torchaudio, prefect, dvc, kaldi_hmm_gmm, pocketsphinx, ttspico"
   echo "$want" > "$stamp"
 fi
 

@@ -66,11 +66,28 @@ def test_render_shard(tmp_path):
     assert len(man) == 4
     for row in man.itertuples():
         assert Path(row.path).exists() and row.path == str(tmp_path / "corpus" / "wav" / f"{row.utt_id}.wav")
+        if row.voice_family == "pico":  # untimed: no ground truth (test_render_shard_untimed_voice)
+            continue
         ph = phones[phones.utt_id == row.utt_id]
         assert ph.end.max() == pytest.approx(row.duration, abs=1e-4)
         assert words[words.utt_id == row.utt_id].word.tolist() == row.text.split()
     s = summarise(man)
     assert s["utterances"] == 4 and s["hours"] > 0 and set(s["splits"]) >= {"train", "test"}
+
+
+def test_render_shard_untimed_voice(tmp_path):
+    """A Pico utterance gets its wav and manifest row but no ground-truth rows, even when
+    augmented; a timed voice in the same shard keeps its rows."""
+    from s6damon.corpus.plan import UttSpec
+
+    specs = [UttSpec("pico-train-00000", "turn on the kitchen lights", "pico:en-GB", "pico:en-GB", "pico",
+                     "f", "command", "train", stretch=1.15),
+             UttSpec("awb-train-00001", "call anna at five", "flite:awb", "flite:awb", "flite", "m",
+                     "command", "train")]
+    man, phones, words = render_shard(specs, tmp_path / "corpus", 16000)
+    assert man.utt_id.tolist() == ["pico-train-00000", "awb-train-00001"]
+    assert set(phones.utt_id) == set(words.utt_id) == {"awb-train-00001"}
+    assert man.duration.iloc[0] > 1.0 and Path(man.path.iloc[0]).exists()
 
 
 def test_train_voice_weights_shift_the_voice_mix():

@@ -48,6 +48,18 @@ def test_leading_silence_is_quiet(renders, voice):
     assert s0 > 1600 and rms_pre < 0.1 * rms_word
 
 
+@pytest.mark.parametrize("voice", ["pico:en-US", "pico:en-GB"])
+def test_pico_renders_untimed_female_speech(voice):
+    r = render(voice, TEXT, 16000)
+    assert r is not None and not r.timed and r.phones == [] and r.words == []
+    assert r.sample_rate == 16000 and r.audio.dtype == np.float32 and 1.0 < r.duration < 6.0
+    assert 0.05 < np.sqrt(np.mean(r.audio ** 2)) and np.abs(r.audio).max() < 0.99  # loud, not clipped
+    info = voice_info(voice)
+    assert info.family == "pico" and info.gender == "f"
+    slow = augment(r, stretch=1.3)
+    assert not slow.timed and slow.duration == pytest.approx(1.3 * r.duration, rel=0.02)
+
+
 def test_voice_info_same_person():
     assert voice_info("flite:kal16").person == voice_info("festival:kal").person
     assert voice_info("flite:slt").person == voice_info("festival:slt-hts").person

@@ -4,7 +4,8 @@
 writes only ``out_dir/wav/<utt_id>.wav`` for its own utterances (atomically), uses
 private temporary folders for synthesiser I/O, and returns its tables instead of writing
 shared files. Utterances whose exact word timings cannot be established are left out
-(logged), never given guessed timings.
+(logged), never given guessed timings. Voices without a timing interface (Pico) give
+manifest rows but no ground-truth rows.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def render_shard(specs: list[UttSpec], out_dir: Path, sample_rate: int
 
     Returns:
         (manifest, phones, words) DataFrames with columns :data:`MANIFEST_COLUMNS`,
-        :data:`PHONE_COLUMNS`, :data:`WORD_COLUMNS`, in the order of ``specs``.
+        :data:`PHONE_COLUMNS`, :data:`WORD_COLUMNS`, in the order of ``specs``; untimed
+        renderings (:attr:`~s6damon.corpus.synth.Rendered.timed`) have no phone/word rows.
     """
     out_dir = Path(out_dir)
     by_voice: dict[str, list[int]] = defaultdict(list)
@@ -62,7 +64,8 @@ def render_shard(specs: list[UttSpec], out_dir: Path, sample_rate: int
     for i, u in enumerate(specs):
         r = rendered.get(i)
         if r is None:
-            log.warning("corpus: %s (%s, %r) left out: no exact word timings", u.utt_id, u.voice, u.text)
+            log.warning("corpus: %s (%s, %r) left out: no audio or no exact word timings",
+                        u.utt_id, u.voice, u.text)
             continue
         r = resample(augment(r, u.stretch, u.pitch_semitones, u.speed), sample_rate)
         path = out_dir / "wav" / f"{u.utt_id}.wav"

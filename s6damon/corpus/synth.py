@@ -1,6 +1,6 @@
 """Speech synthesis with the synthesiser's own, exact phone and word timings.
 
-Three families of offline synthesisers are wrapped behind one call,
+Four families of offline synthesisers are wrapped behind one call,
 :func:`synthesize` ``(voice, texts) -> [Rendered | None]``:
 
 * **flite** (``flite:awb``, ``flite:rms``, ``flite:slt``, ``flite:kal16``, ``flite:kal``): one
@@ -22,6 +22,13 @@ Three families of offline synthesisers are wrapped behind one call,
   (``for the``) into one event. A phoneme group that covers several text words is split by
   the words' phoneme counts from ``espeak_TextToPhonemes``; if those disagree the utterance
   is rejected. Zero-length marker phonemes (``;``) are dropped.
+* **SVOX Pico** (``pico:en-US``, ``pico:en-GB``): two female voices, HMM synthesis trained on
+  recordings of two women, in-process through ``ttspico`` (PyPI; Pico's Apache-2.0 engine and
+  language files). They add recorded female speakers to training, where flite and festival
+  have only SLT, a test speaker. Pico has no timing interface (no phone or mark events), so
+  its renderings are *untimed* (:attr:`Rendered.timed` is false): they give training audio
+  and transcripts but no ground-truth rows, and the alignment metrics cover the other
+  families.
 
 Audio comes back at the synthesiser's native rate (:func:`resample` converts); timings are
 seconds. Phone labels are ARPAbet without stress, lower-case, silences ``sil``
@@ -64,6 +71,8 @@ _FIXED_VOICES = {
     "festival:ked": VoiceInfo("festival", "ked", "m"),
     "festival:kal": VoiceInfo("festival", "kal", "m"),
     "festival:slt-hts": VoiceInfo("festival", "slt", "f"),
+    "pico:en-US": VoiceInfo("pico", "pico-en-us", "f"),
+    "pico:en-GB": VoiceInfo("pico", "pico-en-gb", "f"),
 }
 
 _FESTIVAL_VOICE_FN = {
@@ -103,8 +112,9 @@ class Rendered:
     Attributes:
         audio: float32 mono samples.
         sample_rate: rate of ``audio``.
-        phones: (label, start s, end s), contiguous from 0 to the audio's end.
-        words: (word, start s, end s), each boundary a phone boundary.
+        phones: (label, start s, end s), contiguous from 0 to the audio's end; empty for
+            an untimed rendering (a synthesiser without timings, e.g. Pico).
+        words: (word, start s, end s), each boundary a phone boundary; empty when untimed.
     """
 
     audio: np.ndarray
@@ -116,6 +126,11 @@ class Rendered:
     def duration(self) -> float:
         return len(self.audio) / self.sample_rate
 
+    @property
+    def timed(self) -> bool:
+        """Whether the synthesiser's timings came with the audio (ground truth exists)."""
+        return bool(self.phones)
+
 
 def synthesize(voice: str, texts: list[str]) -> list[Rendered | None]:
     """Synthesise normalised texts with one voice, at the voice's native sample rate.
@@ -126,13 +141,15 @@ def synthesize(voice: str, texts: list[str]) -> list[Rendered | None]:
 
     Returns:
         One :class:`Rendered` per text, or ``None`` where exact word timings could not be
-        established (the caller drops those utterances).
+        established (the caller drops those utterances). Pico renderings are untimed.
     """
     family = voice_info(voice).family
     if family == "flite":
         return [_flite(voice.split(":", 1)[1], t) for t in texts]
     if family == "festival":
         return _festival(voice, texts)
+    if family == "pico":
+        return _pico(voice.split(":", 1)[1], texts)
     return _espeak(voice.split(":", 1)[1], texts)
 
 
@@ -170,8 +187,11 @@ def _finish(audio: np.ndarray, sr: int, phones: list[Interval], words: list[Inte
 
     Synthesisers pad a few samples or stop a frame short of their last segment; the
     intervals are snapped so that the phone track tiles the audio exactly (words are
-    clipped the same way, so word boundaries stay phone boundaries).
+    clipped the same way, so word boundaries stay phone boundaries). An untimed rendering
+    (no phones) stays untimed: a made-up all-silence track would pass for ground truth.
     """
+    if not phones:
+        return Rendered(audio.astype(np.float32, copy=False), sr, [], [])
     dur = len(audio) / sr
     out: list[list] = []
     t = 0.0
@@ -448,3 +468,32 @@ def _espeak_one(eng: _Espeak, text: str) -> Rendered | None:
     if [w for w, _, _ in wtimes] != words:
         return None
     return _finish(audio, sr, segs, wtimes)
+
+
+# ---------------------------------------------------------------------------- SVOX Pico
+
+#: Pico's native (and only) output rate.
+PICO_SAMPLE_RATE = 16000
+#: Pico's volume in percent. At its default (100) the en-US voice saturates its 16-bit output
+#: (1.3 % of samples clipped on a command sentence, RMS 0.30); at 50 nothing clips and the
+#: level (RMS ~0.15) is near the other families'.
+PICO_VOLUME = 50
+_PICO_LOCK = threading.Lock()
+_PICO_ENGINES: dict[str, object] = {}
+
+
+def _pico(language: str, texts: list[str]) -> list[Rendered | None]:
+    """Untimed renderings by the Pico voice of ``language`` (``en-US`` or ``en-GB``)."""
+    with _PICO_LOCK:  # one engine per language and process, used by one thread at a time
+        eng = _PICO_ENGINES.get(language)
+        if eng is None:
+            import ttspico  # imported here: only corpus building needs it
+
+            eng = _PICO_ENGINES[language] = ttspico.TtsEngine(language)
+            eng.volume = PICO_VOLUME
+        out: list[Rendered | None] = []
+        for text in texts:
+            pcm = eng.speak(text) or b""
+            audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+            out.append(Rendered(audio, PICO_SAMPLE_RATE, [], []) if len(audio) else None)
+        return out
