@@ -16,12 +16,11 @@ class SynthParams:
     train_voices: list[str] = param(
         ["flite:awb", "flite:kal16", "festival:kal", "festival:ked", "espeak:en-us+m3",
          "espeak:en+m1", "espeak:en-029+m5", "espeak:en-gb-x-rp+m2", "espeak:en-us+f2",
-         "espeak:en+f4", "espeak:en-gb-scotland+f1", "espeak:en-us+f3", "pico:en-US", "pico:en-GB"],
+         "espeak:en+f4", "espeak:en-gb-scotland+f1", "espeak:en-us+f3"],
         help="voices of the train split (flite:<v>, festival:<v>, espeak:<lang>+<variant>, "
              "pico:en-US / pico:en-GB; Pico gives no timings, so no ground truth)")
     train_voice_weights: dict[str, int] = param(
-        {"flite:awb": 3, "flite:kal16": 3, "festival:kal": 3, "festival:ked": 3, "pico:en-US": 3,
-         "pico:en-GB": 3}, minimum=1,
+        {"flite:awb": 3, "flite:kal16": 3, "festival:kal": 3, "festival:ked": 3}, minimum=1,
         help="relative share of train utterances per voice (unlisted voices weigh 1); the voices "
              "built from recordings of real people are weighted up, as the unseen test voices are")
     dev_voices: list[str] = param(["espeak:en-gb-x-gbclan+m6"],
