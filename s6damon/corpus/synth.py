@@ -1,4 +1,4 @@
-"""Speech synthesis with the synthesiser's own, exact phone and word timings.
+"""Speech synthesis with the synthesiser's own, exact phone and word timings (where it has them).
 
 Four families of offline synthesisers are wrapped behind one call,
 :func:`synthesize` ``(voice, texts) -> [Rendered | None]``:
