@@ -15,7 +15,10 @@ speed of a step does not depend on the weights) and, with ``--scales tiny base``
 wav2vec2-base architecture. Variants (:data:`VARIANTS`): the precision, and two ablations of
 the model as the pipeline builds it: Hugging Face's own (strided) LayerNorm conv layers
 instead of :mod:`s6damon.model.contiguous_conv`, attention dropout 0.1 (which moves the
-attention off PyTorch's fused CPU kernel), and both (the model as built before either change). The variants run round-robin in one process so that
+attention off PyTorch's fused CPU kernel), both (the model as built before either change), and
+the conv feature encoder frozen (no backward through it, as ``finetune.freeze_feature_encoder_steps``
+does), and frozen with its output computed beforehand (``finetune.feature_cache``: the step starts
+at the feature projection). The variants run round-robin in one process so that
 drifts of a shared machine hit all alike; each has its own model (same initial weights) and
 optimiser state. ``speedup`` is relative to the first variant listed.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -34,27 +37,47 @@ from bench.models import base_model, tiny_model
 from s6damon import io
 from s6damon.model.contiguous_conv import use_contiguous_conv_layers
 from s6damon.timing import percentile_90, round_robin
-from s6damon.train.finetune import autocast
+from s6damon.train.feature_cache import FeatureBatch, FeatureInputCTC
+from s6damon.train.finetune import autocast, set_encoder_frozen
 
 SAMPLE_RATE = 16000
-#: variant name -> (precision, contiguous conv layers, attention dropout or None = the model's)
-VARIANTS: dict[str, tuple[str, bool, float | None]] = {
-    "float32": ("float32", True, None),
-    "bfloat16": ("bfloat16", True, None),
-    "float32-stock-conv": ("float32", False, None),
-    "float32-attention-dropout": ("float32", True, 0.1),
-    "float32-stock-conv-attention-dropout": ("float32", False, 0.1),  # the model before both changes
+class Variant(NamedTuple):
+    """How one benchmark variant builds and trains the model."""
+
+    precision: str
+    contiguous_conv: bool = True
+    attention_dropout: float | None = None  # None: the model's own
+    frozen_encoder: bool = False  # conv feature encoder without gradients (finetune.freeze_feature_encoder_steps)
+    feature_cache: bool = False  # frozen encoder run once beforehand; steps start from its output (finetune.feature_cache)
+
+
+VARIANTS: dict[str, Variant] = {
+    "float32": Variant("float32"),
+    "bfloat16": Variant("bfloat16"),
+    "float32-stock-conv": Variant("float32", contiguous_conv=False),
+    "float32-attention-dropout": Variant("float32", attention_dropout=0.1),
+    "float32-stock-conv-attention-dropout": Variant("float32", False, 0.1),  # the model before both changes
+    "float32-frozen-encoder": Variant("float32", frozen_encoder=True),
+    "float32-feature-cache": Variant("float32", frozen_encoder=True, feature_cache=True),
 }
 
 
-def _step_fn(model: torch.nn.Module, precision: str, wave: torch.Tensor, labels: torch.Tensor):
-    """A closure running one optimiser step of ``model`` in ``precision``."""
+def _step_fn(model: torch.nn.Module, spec: Variant, wave: torch.Tensor, labels: torch.Tensor):
+    """A closure running one optimiser step of ``model`` as ``spec`` says."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     device = torch.device("cpu")
+    forward = lambda: model(wave, labels=labels)  # noqa: E731
+    if spec.feature_cache:
+        with torch.no_grad():  # what FeatureCache holds for these utterances
+            feats = model.base_model.feature_extractor(wave).transpose(1, 2).contiguous()
+        n = torch.full((feats.shape[0],), feats.shape[1], dtype=torch.long)
+        batch = FeatureBatch(feats, n, labels, list(range(feats.shape[0])), wave.numel())
+        net = FeatureInputCTC(model).train()
+        forward = lambda: net(batch)  # noqa: E731
 
     def step() -> float:
-        with autocast(device, precision):
-            out = model(wave, labels=labels)
+        with autocast(device, spec.precision):
+            out = forward()
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
@@ -66,10 +89,12 @@ def _step_fn(model: torch.nn.Module, precision: str, wave: torch.Tensor, labels:
 
 def _model(scale: str, variant: str, params: str) -> torch.nn.Module:
     """The benchmark model of ``scale`` built as ``variant`` says (same seed, same weights)."""
-    _, contiguous, attention_dropout = VARIANTS[variant]
-    overrides = {} if attention_dropout is None else {"attention_dropout": attention_dropout}
+    spec = VARIANTS[variant]
+    overrides = {} if spec.attention_dropout is None else {"attention_dropout": spec.attention_dropout}
     model = tiny_model(params, **overrides) if scale == "tiny" else base_model(**overrides)
-    use_contiguous_conv_layers(model, enabled=contiguous)
+    use_contiguous_conv_layers(model, enabled=spec.contiguous_conv)
+    if spec.frozen_encoder:
+        set_encoder_frozen(model, True)
     model.config.apply_spec_augment = False  # same work in every step
     return model.train()
 
@@ -82,13 +107,14 @@ def measure(scale: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     wave = 0.1 * torch.randn(n_utts, int(args.utt_seconds * SAMPLE_RATE), generator=gen)
     vocab = models[args.variants[0]].config.vocab_size
     labels = torch.randint(1, vocab, (n_utts, int(args.utt_seconds * 8)), generator=gen)  # ~8 chars/s
-    calls = {v: _step_fn(models[v], VARIANTS[v][0], wave, labels) for v in args.variants}
+    calls = {v: _step_fn(models[v], VARIANTS[v], wave, labels) for v in args.variants}
     times, last = round_robin(calls, args.repeats, args.warmup)
     median = {v: statistics.median(times[v]) for v in args.variants}
     seconds = n_utts * args.utt_seconds
     first = args.variants[0]
-    return [{"scale": scale, "variant": v, "precision": VARIANTS[v][0],
-             "contiguous_conv": VARIANTS[v][1],
+    return [{"scale": scale, "variant": v, "precision": VARIANTS[v].precision,
+             "contiguous_conv": VARIANTS[v].contiguous_conv, "frozen_encoder": VARIANTS[v].frozen_encoder,
+             "feature_cache": VARIANTS[v].feature_cache,
              "attention_dropout": float(models[v].config.attention_dropout), "batch_seconds": seconds,
              "median_ms": round(median[v], 1), "p90_ms": round(percentile_90(times[v]), 1),
              "speedup": round(median[first] / median[v], 3),

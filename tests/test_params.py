@@ -39,6 +39,9 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"salad": {"finetune": {"steps": 10, "freeze_feature_encoder_steps": 5}}},
          "salad.finetune.freeze_feature_encoder_steps"),
         ({"finetune": {"distill_weight": 1.0}}, "finetune.distill_weight"),  # no teacher there
+        ({"finetune": {"feature_cache": True, "freeze_feature_encoder_steps": 0}}, "finetune.feature_cache"),
+        ({"safari": {"finetune": {"feature_cache": True}}}, "safari.finetune.feature_cache"),
+        ({"finetune": {"feature_cache_speeds": 0}}, "finetune.feature_cache_speeds"),
         ({"safari": {"finetune": {"distill_weight": -1.0}}}, "safari.finetune.distill_weight"),
     ],
 )

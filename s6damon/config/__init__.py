@@ -47,6 +47,13 @@ class Params:
             # the finetune stage trains the dense model that salad/safari distil from
             raise ParamsError("params: 'finetune.distill_weight' must be 0: the finetune stage has no teacher "
                               "(distillation is for 'salad.finetune' and 'safari.finetune')")
+        if self.finetune.feature_cache and self.finetune.freeze_feature_encoder_steps < self.finetune.steps:
+            raise ParamsError("params: 'finetune.feature_cache' needs 'finetune.freeze_feature_encoder_steps' >= "
+                              "'finetune.steps': cached features are those of a conv encoder that never changes")
+        for section in ("salad", "safari"):
+            if getattr(self, section).finetune.feature_cache:
+                raise ParamsError(f"params: '{section}.finetune.feature_cache' must be false: only the finetune "
+                                  f"stage trains from cached features ({section} changes what runs on them)")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

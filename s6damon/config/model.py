@@ -96,6 +96,12 @@ class FinetuneParams:
     speed_perturb: list[float] = param([0.85, 1.2], minimum=0.5, maximum=2.0,
                                        help="[low, high] random speed/pitch factor per utterance; [1, 1] = off")
     freeze_feature_encoder_steps: int = param(0, minimum=0, help="conv encoder frozen for this many steps")
+    feature_cache: bool = param(
+        False, help="run the frozen conv encoder once per utterance and speed factor before training and "
+                    "train on its cached output (needs freeze_feature_encoder_steps >= steps; the finetune "
+                    "stage only; s6damon/train/feature_cache.py)")
+    feature_cache_speeds: int = param(5, minimum=1, help="feature cache: speed factors spread evenly over "
+                                                         "speed_perturb, one drawn per utterance and step")
     precision: Literal["auto", "float32", "bfloat16"] = param(
         "float32", help="training forward pass: float32, or bfloat16 autocast (weights, optimiser and the "
                         "CTC loss stay float32); auto = bfloat16 where the hardware has native bfloat16 "

@@ -118,11 +118,12 @@ def expand(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, T: int
     return out
 
 
-def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
+def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
                  keep: torch.Tensor | None = None, labels: torch.Tensor | None = None, *,
                  detector: nn.Module | None = None, threshold: float = 0.5, min_keep: int = 1,
                  min_keep_ratio: float = 0.0, apply_spec_augment: bool = True,
-                 policy: KeepPolicy | None = None) -> DropOutput:
+                 policy: KeepPolicy | None = None, features: torch.Tensor | None = None,
+                 frame_lengths: torch.Tensor | None = None) -> DropOutput:
     """Forward a wav2vec2/HuBERT CTC model with the transformer on the kept tokens only.
 
     Steps: conv feature encoder -> feature projection -> (SpecAugment, training only, on
@@ -146,6 +147,10 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: t
         min_keep: fewest tokens any utterance keeps (>= 1: attention needs a token).
         min_keep_ratio: also keep at least ``ceil(ratio * frames)`` tokens per utterance.
         apply_spec_augment: apply the model's SpecAugment in training mode.
+        features: ``(B, T, C)`` conv features computed earlier (with ``frame_lengths``, their
+            valid counts): the conv encoder is skipped and ``input_values`` may be None. The
+            finetuning feature cache (:mod:`s6damon.train.feature_cache`) calls it so, keeping
+            nothing dropped: then this is the model's own forward after its conv encoder.
 
     Returns:
         A :class:`DropOutput`; ``lengths`` are the CTC input lengths.
@@ -154,9 +159,15 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: t
     if getattr(base, "adapter", None) is not None:
         raise NotImplementedError("token dropping with a wav2vec2 adapter (add_adapter=True) is not supported")
     config = base.config
-    feats = base.feature_extractor(input_values).transpose(1, 2)  # (B, T, C)
+    if features is None:
+        feats = base.feature_extractor(input_values).transpose(1, 2)  # (B, T, C)
+        frame_len = feature_lengths(config, attention_mask, input_values)
+    else:
+        if frame_lengths is None:
+            raise ValueError("drop_forward: features need their frame_lengths")
+        feats, frame_len = features, frame_lengths.to(features.device).long()
     B, T, _ = feats.shape
-    frame_len = feature_lengths(config, attention_mask, input_values).clamp(0, T)
+    frame_len = frame_len.clamp(0, T)
     frame_mask = length_mask(frame_len, T)
 
     proj = base.feature_projection(feats)
@@ -170,6 +181,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor, attention_mask: t
             scores = torch.sigmoid(detector(feats.detach(), frame_len))
         keep = scores >= threshold
     if keep is None and policy is not None:
+        if input_values is None:
+            raise ValueError("drop_forward: a keep policy reads the waveform (input_values)")
         keep = policy(input_values, attention_mask, frame_len, T)
     if keep is None:
         keep = frame_mask

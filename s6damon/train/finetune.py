@@ -22,6 +22,7 @@ from s6damon.train import distributed as dd
 from s6damon.train.data import AudioSet, Batch
 from s6damon.train.distill import distill_loss, segment_frames
 from s6damon.train.evaluate import model_inputs, score, transcribe
+from s6damon.train.feature_cache import FeatureBatch, FeatureCache, FeatureInputCTC, speed_grid
 from s6damon.train.loop import Hook, LoopConfig, run_loop
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,28 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def _set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
+def set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
+    """Freeze (or unfreeze) the conv feature encoder: no gradients, and no backward through it."""
     base = unwrap(model).base_model
     fe = base.feature_extractor
     if frozen != (not fe._requires_grad):
         for prm in fe.parameters():
             prm.requires_grad = not frozen
         fe._requires_grad = not frozen  # HF skips the input grad hook when frozen
+
+
+def _feature_cache(model: torch.nn.Module, data: AudioSet, p: FinetuneParams, device: torch.device,
+                   wrap: Callable | None, teacher: torch.nn.Module | None) -> FeatureCache:
+    """The frozen conv encoder's output for the training set (``finetune.feature_cache``)."""
+    if p.freeze_feature_encoder_steps < p.steps:
+        raise ValueError("finetune: feature_cache needs freeze_feature_encoder_steps >= steps "
+                         "(cached features are those of a conv encoder that never changes)")
+    if wrap is not None or teacher is not None:
+        raise ValueError("finetune: feature_cache works with the plain CTC model only (no wrap, no distillation)")
+    set_encoder_frozen(model, True)
+    model.to(device)
+    return FeatureCache(model, data, speed_grid(p.speed_perturb, p.feature_cache_speeds),
+                        batch_seconds=p.eval_batch_seconds, progress=p.progress)
 
 
 def load_teacher(path: str | Path) -> torch.nn.Module:
@@ -147,13 +163,21 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
                         list(train["path"]), list(train["text"]), env.world_size, tag,
                         str(teacher) if teacher_net is not None else "", precision)
-    net = wrap(model) if wrap is not None else model
+    cache = _feature_cache(model, data, p, env.device, wrap, teacher_net) if p.feature_cache else None
+    net = wrap(model) if wrap is not None else (FeatureInputCTC(model) if cache is not None else model)
 
-    def batch_fn(rows: list[int], step: int) -> Batch:
-        return data.batch(rows, rng=np.random.default_rng([seed, step, env.rank]), speed=p.speed_perturb)
+    def batch_fn(rows: list[int], step: int) -> Batch | FeatureBatch:
+        rng = np.random.default_rng([seed, step, env.rank])
+        if cache is not None:
+            return cache.batch(rows, rng=rng)
+        return data.batch(rows, rng=rng, speed=p.speed_perturb)
 
-    def step_fn(net: torch.nn.Module, batch: Batch, step: int):
-        _set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
+    def step_fn(net: torch.nn.Module, batch: Batch | FeatureBatch, step: int):
+        if cache is not None:
+            with autocast(env.device, precision):
+                out = net(batch)
+            return out.loss, {"loss": float(out.loss.detach())}
+        set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
         inputs = model_inputs(net, batch)
         with autocast(env.device, precision):
             out = net(**inputs, labels=batch.labels)
@@ -173,11 +197,12 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             return None
         res = {}
         if env.is_main:
-            res = score(transcribe(net, tok, dev, p.eval_batch_seconds))
+            decoder = model if cache is not None else net  # the feature-cache wrapper reads no waveforms
+            res = score(transcribe(decoder, tok, dev, p.eval_batch_seconds))
             if res["wer"] < state.get("best_wer", float("inf")):
                 state.update(best_wer=res["wer"], best_cer=res["cer"], best_step=step)
                 if best_dir is not None:
-                    save_model(net, tok, best_dir)
+                    save_model(decoder, tok, best_dir)
         res = dd.broadcast(res, env)
         state.update({k: v for k, v in dd.broadcast(state, env).items() if k != "history"})
         return {"dev_wer": res["wer"], "dev_cer": res["cer"]}
@@ -189,14 +214,17 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
                      final_lr_scale=p.final_lr_scale)
     res = run_loop(net, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn,
                    hooks=[*hooks, evaluate], stop_at=stop_at)
-    _set_encoder_frozen(model, False)
+    set_encoder_frozen(model, False)
     losses = [h["loss"] for h in res.history if "loss" in h]
     metrics: dict[str, Any] = {
         "steps": res.steps_done, "resumed_from": res.resumed_from, "train_seconds": round(res.seconds, 2),
         "audio_seconds_per_second": round(res.throughput, 2), "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2),
         "final_train_loss": losses[-1] if losses else None, "parameters": count_parameters(model),
         "init": str(init or "scratch"), "world_size": env.world_size, "precision": precision,
+        "feature_cache": cache is not None,
     }
+    if cache is not None:
+        metrics.update(feature_cache_seconds=round(cache.seconds, 2), feature_cache_speeds=cache.speeds)
     last = [h for h in res.history if "dev_wer" in h]
     if last:
         metrics.update(dev_wer=last[-1]["dev_wer"], dev_cer=last[-1]["dev_cer"],
