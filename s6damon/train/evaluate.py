@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jiwer
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -91,3 +92,48 @@ def score(df: pd.DataFrame) -> dict[str, float]:
     if not refs:
         return {"wer": float("nan"), "cer": float("nan"), "utterances": 0}
     return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps)), "utterances": len(refs)}
+
+
+def word_errors(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-utterance word errors (substitutions + deletions + insertions) and reference words."""
+    errors, words = [], []
+    for ref, hyp in zip(df["ref"], df["hyp"]):
+        out = jiwer.process_words(ref, hyp)
+        errors.append(out.substitutions + out.deletions + out.insertions)
+        words.append(len(ref.split()))
+    return np.asarray(errors, dtype=np.int64), np.asarray(words, dtype=np.int64)
+
+
+def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, resamples: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, float]:
+    """WER difference ``b − a`` of two systems on the same utterances, with a bootstrap interval.
+
+    Utterances are resampled with replacement and the corpus-level WER difference recomputed
+    on each resample (the paired bootstrap of Koehn 2004 / Bisani & Ney 2004): the interval
+    covers the test-set sampling noise only, not training noise (seeds).
+
+    Args:
+        a, b: :func:`transcribe` results (``utt_id``, ``ref``, ``hyp``) over the same utterances.
+        resamples: bootstrap resamples.
+        seed: resampling seed.
+        level: two-sided interval level.
+
+    Returns:
+        ``{"delta": b − a, "low": …, "high": …, "utterances": n}`` in absolute WER.
+    """
+    a, b = a.set_index("utt_id").sort_index(), b.set_index("utt_id").sort_index()
+    if not a.index.equals(b.index) or not (a["ref"] == b["ref"]).all():
+        raise ValueError("paired_bootstrap: the two systems must cover the same utterances with the same references")
+    if a.index.has_duplicates:
+        raise ValueError("paired_bootstrap: utt_id must be unique")
+    err_a, words = word_errors(a)
+    err_b, _ = word_errors(b)
+    if words.sum() == 0:
+        raise ValueError("paired_bootstrap: the references hold no words")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(words), size=(resamples, len(words)))
+    deltas = (err_b[idx].sum(1) - err_a[idx].sum(1)) / np.maximum(words[idx].sum(1), 1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(deltas, [tail, 100 - tail])
+    return {"delta": float((err_b.sum() - err_a.sum()) / words.sum()), "low": float(low), "high": float(high),
+            "utterances": int(len(words))}

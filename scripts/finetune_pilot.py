@@ -1,0 +1,90 @@
+"""Finetune one recipe variant outside the pipeline and score it on fixed evaluation splits.
+
+For the README's recipe comparisons: the same pretrained model, a train manifest and an
+evaluation manifest given explicitly, ``finetune`` params overridden on the command line.
+Writes ``<out>/model``, ``<out>/hyps_<split>.parquet`` and ``<out>/summary.json`` (WER/CER per
+split and per voice, training metrics) and, with ``--against DIR`` (another pilot's folder),
+the paired-bootstrap WER difference on each split.
+
+Usage::
+
+    .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_default
+    .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_180_6400 \\
+        --train /tmp/corpus180/manifest.parquet --set steps=6400 --set warmup_steps=640 \\
+        --against /tmp/pilot_default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from s6damon import io  # noqa: E402
+from s6damon.config import load_params  # noqa: E402
+from s6damon.config.model import FinetuneParams  # noqa: E402
+from s6damon.config.schema import ParamsError, build, to_dict  # noqa: E402
+from s6damon.model.factory import load_ctc_model  # noqa: E402
+from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
+from s6damon.train.finetune import finetune  # noqa: E402
+
+SPLITS = ("dev", "test", "test_open")
+
+
+def override(p: FinetuneParams, assignments: list[str]) -> FinetuneParams:
+    """``key=value`` assignments (YAML values) applied to the finetune recipe and validated
+    like ``params.yaml``: an unknown key or a bad value names ``finetune.<key>``."""
+    data = to_dict(p)
+    for kv in assignments:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise ParamsError(f"--set {kv!r}: expected KEY=VALUE")
+        data[key] = yaml.safe_load(value)
+    return build(FinetuneParams, data, "finetune")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--init", default="models/pretrained", help="checkpoint folder to finetune")
+    ap.add_argument("--train", type=Path, default=Path("data/corpus/manifest.parquet"))
+    ap.add_argument("--eval", type=Path, default=Path("data/corpus/manifest.parquet"))
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="finetune.KEY override")
+    ap.add_argument("--seed", type=int, default=None, help="default: params seed")
+    ap.add_argument("--against", type=Path, default=None, help="another pilot folder to compare with")
+    args = ap.parse_args()
+
+    params = load_params(args.params)
+    recipe = override(params.finetune, args.set)
+    seed = params.seed if args.seed is None else args.seed
+    train, evals = io.read_parquet(args.train), io.read_parquet(args.eval)
+    train = train[train["split"] == "train"]
+    res = finetune(args.init, params.model, recipe, train, evals[evals["split"] == "dev"],
+                   args.out / "model", args.out / "ckpt", seed, params.threads)
+    model, tokenizer = load_ctc_model(args.out / "model")
+    summary: dict = {"init": str(args.init), "train_manifest": str(args.train), "overrides": args.set,
+                     "seed": seed, "train": res["metrics"]}
+    for split in SPLITS:
+        rows = evals[evals["split"] == split]
+        if rows.empty:
+            continue
+        hyps = transcribe(model, tokenizer, rows)
+        io.write_parquet(args.out / f"hyps_{split}.parquet", hyps)
+        voices = rows.set_index("utt_id").loc[hyps["utt_id"], "voice"].to_numpy() if "voice" in rows else None
+        per_voice = {} if voices is None else {v: score(hyps[voices == v])["wer"] for v in sorted(set(voices))}
+        summary[split] = {**score(hyps), "wer_per_voice": per_voice}
+        if args.against is not None:
+            other = io.read_parquet(args.against / f"hyps_{split}.parquet")
+            summary[split]["against"] = {"folder": str(args.against), **paired_bootstrap(other, hyps)}
+        print(split, json.dumps(summary[split]))
+    io.write_json(args.out / "summary.json", summary)
+
+
+if __name__ == "__main__":
+    main()

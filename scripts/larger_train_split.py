@@ -1,0 +1,65 @@
+"""Render the train split of a larger corpus plan, keeping the evaluation splits of an existing corpus.
+
+For measuring what more training audio of the same voices buys with the evaluation sets held
+fixed (README, "More training audio and a longer budget"). The plan is the one ``prepare``
+would make at ``--minutes`` (same seed, voices and augmentation); train utterances whose text
+occurs in the existing corpus's dev, test or test_open are left out, so no evaluation text is
+trained on. The written manifest holds the new train rows and the existing corpus's other
+rows (paths made absolute).
+
+Usage::
+
+    .venv/bin/python scripts/larger_train_split.py --minutes 180 \\
+        --base data/corpus/manifest.parquet --out /tmp/corpus180
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from s6damon import io  # noqa: E402
+from s6damon.config import load_params  # noqa: E402
+from s6damon.corpus.build import render_shard  # noqa: E402
+from s6damon.corpus.plan import plan_corpus  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, required=True, help="prepare.synth.minutes of the larger plan")
+    ap.add_argument("--base", type=Path, required=True, help="manifest whose dev/test/test_open are kept")
+    ap.add_argument("--out", type=Path, required=True, help="folder for the wavs and manifest.parquet")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+
+    params = load_params(args.params)
+    synth = dataclasses.replace(params.prepare.synth, minutes=args.minutes)
+    specs = plan_corpus(dataclasses.replace(params.prepare, synth=synth), params.seed)
+    base = io.read_parquet(args.base)
+    held = base[base["split"] != "train"].copy()
+    eval_texts = set(held["text"])
+    train = [s for s in specs if s.split == "train" and s.text not in eval_texts]
+    print(f"planned {sum(s.split == 'train' for s in specs)} train utterances, "
+          f"{len(train)} kept (the rest say an evaluation text)")
+    out = args.out.resolve()
+    shards = [train[i:i + params.prepare.synth.shard_size] for i in range(0, len(train), params.prepare.synth.shard_size)]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rendered = list(pool.map(render_shard, shards, [out] * len(shards),
+                                 [params.prepare.sample_rate] * len(shards)))
+    # relative manifest paths are relative to the repository root, where this runs
+    held["path"] = [str(Path(p).resolve()) for p in held["path"]]
+    manifest = pd.concat([*(r[0] for r in rendered), held], ignore_index=True)
+    io.write_parquet(out / "manifest.parquet", manifest)
+    print(manifest.groupby("split")["duration"].agg(["count", "sum"]))
+
+
+if __name__ == "__main__":
+    main()
