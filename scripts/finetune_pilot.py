@@ -76,7 +76,8 @@ def main() -> None:
             continue
         hyps = transcribe(model, tokenizer, rows)
         io.write_parquet(args.out / f"hyps_{split}.parquet", hyps)
-        voices = rows.set_index("utt_id").loc[hyps["utt_id"], "voice"].to_numpy() if "voice" in rows else None
+        # transcribe keeps the row order, so the manifest's voice column lines up with hyps
+        voices = rows["voice"].to_numpy() if "voice" in rows else None
         per_voice = {} if voices is None else {v: score(hyps[voices == v])["wer"] for v in sorted(set(voices))}
         summary[split] = {**score(hyps), "wer_per_voice": per_voice}
         if args.against is not None:
