@@ -1,0 +1,154 @@
+"""Finetune and score one token-dropping variant outside the pipeline, on the salad_eval recipe.
+
+For exploring SALAD variants without changing the stage (README, SALAD, "Tried"): the same
+finetuned model, detector, ``salad.finetune`` budget, seed and greedy decoding as
+``python -m flows.salad_eval``, after ``dvc repro salad_eval`` in the same folder. A variant
+is one keep policy at one drop ratio:
+
+- ``--method salad_<source>`` with ``--quota``: every utterance drops exactly ``ratio`` of its
+  tokens, least salient first (the stage's SALAD uses one global threshold instead);
+- ``--max-run N`` (with ``--quota``): a token is dropped only if that leaves no run of more
+  than ``N`` adjacent dropped tokens, so every stretch of speech keeps a minimum token
+  density (``N = 1``: never two neighbours dropped), while the detector still decides which
+  tokens go;
+- any of the stage's own methods (``salad_<source>``, ``uniform``, ``random``, ``energy``,
+  ``none``), to rerun a cell of the committed table.
+
+Writes ``<out>/hyps_<split>.parquet`` and ``<out>/summary.json`` (WER/CER and achieved drop
+ratio per split, training metrics) and, with ``--against NAME`` (a ``data/salad_hyps``
+prefix such as ``uniform_0.3``), the paired-bootstrap WER difference on each split.
+
+Usage::
+
+    .venv/bin/python scripts/salad_pilot.py --method salad_alignment --ratio 0.3 --quota \\
+        --max-run 1 --out /tmp/salad_spaced --against uniform_0.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from s6damon import io  # noqa: E402
+from s6damon.config import load_params  # noqa: E402
+from s6damon.model.factory import load_ctc_model  # noqa: E402
+from s6damon.salad.backbone import base_model  # noqa: E402
+from s6damon.salad.detector import SaliencyDetector, load_detector  # noqa: E402
+from s6damon.salad.dropping import TokenDropCTC  # noqa: E402
+from s6damon.salad.methods import drop_model, is_salad  # noqa: E402
+from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
+from s6damon.train.finetune import finetune  # noqa: E402
+
+FINETUNED = Path("models/finetuned")
+DETECTORS = Path("models/salad_detector")
+
+
+def spaced_keep(scores: np.ndarray, n_drop: int, max_run: int | None) -> np.ndarray:
+    """Drop the ``n_drop`` least salient tokens, skipping any whose drop would make a run of
+    more than ``max_run`` adjacent dropped tokens (None: no limit). Fewer are dropped when the
+    limit allows no more.
+
+    Args:
+        scores: ``(T,)`` P(salient) of one utterance's tokens.
+
+    Returns:
+        ``(T,)`` bool keep-mask.
+    """
+    T = scores.size
+    keep = np.ones(T, dtype=bool)
+    dropped = 0
+    for i in np.argsort(scores, kind="stable"):
+        if dropped >= n_drop:
+            break
+        if max_run is not None:
+            left = i
+            while left > 0 and not keep[left - 1]:
+                left -= 1
+            right = i
+            while right < T - 1 and not keep[right + 1]:
+                right += 1
+            if right - left + 1 > max_run:
+                continue
+        keep[i] = False
+        dropped += 1
+    return keep
+
+
+class QuotaPolicy:
+    """SALAD's detector with a per-utterance quota and an optional run-length limit, as a
+    keep policy for :class:`~s6damon.salad.dropping.TokenDropCTC` (it reruns the frozen conv
+    encoder to read the detector's input: fine for accuracy, not for latency)."""
+
+    def __init__(self, model: torch.nn.Module, detector: SaliencyDetector, ratio: float,
+                 max_run: int | None) -> None:
+        self.base, self.detector, self.ratio, self.max_run = base_model(model), detector, ratio, max_run
+
+    @torch.no_grad()
+    def __call__(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None,
+                 frame_lengths: torch.Tensor, T: int) -> torch.Tensor:
+        feats = self.base.feature_extractor(input_values).transpose(1, 2)
+        probs = torch.sigmoid(self.detector(feats, frame_lengths)).float().cpu().numpy()
+        keep = torch.zeros(len(frame_lengths), T, dtype=torch.bool)
+        for b, n in enumerate(frame_lengths.tolist()):
+            n = int(n)
+            n_drop = min(n - 1, int(np.floor(self.ratio * n + 0.5)))  # as the baselines count it
+            keep[b, :n] = torch.from_numpy(spaced_keep(probs[b, :n], n_drop, self.max_run))
+        return keep.to(input_values.device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--method", required=True, help="salad_<source>, uniform, random, energy or none")
+    ap.add_argument("--ratio", type=float, required=True)
+    ap.add_argument("--quota", action="store_true", help="SALAD: drop exactly ratio per utterance")
+    ap.add_argument("--max-run", type=int, default=None, help="with --quota: longest run of dropped tokens")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--against", default=None, help="data/salad_hyps/<NAME>_<split>.parquet to compare with")
+    args = ap.parse_args()
+    if (args.quota or args.max_run is not None) and not is_salad(args.method):
+        ap.error("--quota and --max-run apply to salad_<source> methods")
+    if args.max_run is not None and not args.quota:
+        ap.error("--max-run needs --quota")
+
+    params = load_params(args.params)
+    s = params.salad
+    manifest = io.read_parquet(Path(params.prepare.out_dir) / "manifest.parquet")
+    det_path = DETECTORS / f"detector_{args.method.removeprefix('salad_')}.pt" if is_salad(args.method) else None
+    det, thresholds = (load_detector(det_path)[:2] if det_path else (None, {}))
+
+    def wrap(model: torch.nn.Module) -> TokenDropCTC:
+        if args.quota:
+            return TokenDropCTC(model, policy=QuotaPolicy(model, det, args.ratio, args.max_run))
+        return drop_model(model, args.method, args.ratio, detector=det,
+                          threshold=thresholds.get(float(args.ratio)), seed=params.seed)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    train = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    result = finetune(FINETUNED, params.model, s.finetune, train, None, args.out / "model", args.out / "checkpoints",
+                      seed=params.seed, threads=params.threads, wrap=wrap, tag=f"pilot {args.method}@{args.ratio:g}")
+    model, tok = load_ctc_model(args.out / "model")
+    summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "train": result["metrics"], "splits": {}}
+    for split in ("dev", *s.eval_splits):
+        net = wrap(model)
+        hyps = transcribe(net, tok, manifest[manifest["split"] == split].reset_index(drop=True))
+        io.write_parquet(args.out / f"hyps_{split}.parquet", hyps)
+        row = {**score(hyps), "achieved_drop_ratio": net.stats["drop_ratio"], "fallbacks": net.stats["fallbacks"]}
+        ref = Path("data/salad_hyps") / f"{args.against}_{split}.parquet"
+        if args.against and ref.exists():
+            row["vs_" + args.against] = paired_bootstrap(io.read_parquet(ref), hyps)
+        summary["splits"][split] = row
+        print(split, json.dumps(row))
+    io.write_json(args.out / "summary.json", summary)
+
+
+if __name__ == "__main__":
+    main()
