@@ -36,19 +36,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flows.salad_labels import FINETUNED  # noqa: E402
+from flows.salad_train import detector_path  # noqa: E402
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.salad.backbone import base_model  # noqa: E402
+from s6damon.salad.baselines import _n_keep  # noqa: E402
 from s6damon.salad.detector import SaliencyDetector, load_detector  # noqa: E402
 from s6damon.salad.dropping import TokenDropCTC  # noqa: E402
 from s6damon.salad.methods import drop_model, is_salad  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
 from s6damon.train.finetune import finetune  # noqa: E402
-
-FINETUNED = Path("models/finetuned")
-DETECTORS = Path("models/salad_detector")
-
 
 def spaced_keep(scores: np.ndarray, n_drop: int, max_run: int | None) -> np.ndarray:
     """Drop the ``n_drop`` least salient tokens, skipping any whose drop would make a run of
@@ -98,7 +97,7 @@ class QuotaPolicy:
         keep = torch.zeros(len(frame_lengths), T, dtype=torch.bool)
         for b, n in enumerate(frame_lengths.tolist()):
             n = int(n)
-            n_drop = min(n - 1, int(np.floor(self.ratio * n + 0.5)))  # as the baselines count it
+            n_drop = n - _n_keep(n, self.ratio, 1)  # the baselines' count, so every method drops as many
             keep[b, :n] = torch.from_numpy(spaced_keep(probs[b, :n], n_drop, self.max_run))
         return keep.to(input_values.device)
 
@@ -121,7 +120,7 @@ def main() -> None:
     params = load_params(args.params)
     s = params.salad
     manifest = io.read_parquet(Path(params.prepare.out_dir) / "manifest.parquet")
-    det_path = DETECTORS / f"detector_{args.method.removeprefix('salad_')}.pt" if is_salad(args.method) else None
+    det_path = detector_path(args.method.removeprefix("salad_")) if is_salad(args.method) else None
     det, thresholds = (load_detector(det_path)[:2] if det_path else (None, {}))
 
     def wrap(model: torch.nn.Module) -> TokenDropCTC:
