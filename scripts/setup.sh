@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up s6damon on a fresh Debian/Ubuntu machine. Idempotent: re-running only does what is missing.
-#   - Debian packages: speech synthesisers (flite, festival + voices, espeak-ng), sox, fortunes,
+#   - Debian packages: speech synthesisers (flite, festival + English voices and the Italian,
+#     Catalan, Czech and Finnish ones that read English in s6damon.corpus.crosslingual,
+#     espeak-ng), sox, fortunes,
 #     and a C compiler + Python headers (ttspico, the SVOX Pico voices, is built from source)
 #   - .venv with the pinned Python dependencies and the project installed in editable mode
 #   - git + DVC repository state (analytics off)
@@ -8,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(flite flite1-dev festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+              festvox-italp16k festvox-itapc16k festvox-ca-ona-hts festvox-czech-dita
+              festvox-czech-machac festvox-suopuhe-lj festvox-suopuhe-mv
               espeak-ng libespeak-ng1 sox libsndfile1 fortunes fortunes-min fortune-mod git
               gcc python3-dev)
 missing=()

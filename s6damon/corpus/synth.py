@@ -15,6 +15,10 @@ Four families of offline synthesisers are wrapped behind one call,
   process per call; a Scheme function saves the wave, every Segment with its end time, and
   every Word with the start of its first segment and the end of its last one (walked via
   the SylStructure relation, so word boundaries are exact segment boundaries).
+  Festival's Italian, Catalan, Czech and Finnish voices read English too
+  (``festival:it-lp``, ``festival:cs-dita``, ...; :mod:`s6damon.corpus.crosslingual`): every
+  word gets a lexicon entry in the voice's phone set, and a rendering counts only if festival
+  used those entries (same words, exactly the mapped segments). They are untimed, like Pico.
 * **espeak-ng** (``espeak:<voice>+<variant>``, e.g. ``espeak:en-us+f3``): in-process through
   ctypes on ``libespeak-ng.so.1`` with a synthesis callback. Phoneme events carry the
   exact sample where each phoneme starts and the text position of its word; word events
@@ -82,6 +86,12 @@ _FESTIVAL_VOICE_FN = {
 }
 
 
+def _cross_voice(voice: str):  # noqa: ANN202 (CrossVoice | None; imported lazily)
+    from s6damon.corpus import crosslingual
+
+    return crosslingual.VOICES.get(voice)
+
+
 def voice_info(voice: str) -> VoiceInfo:
     """Family, real person and gender of a voice id.
 
@@ -94,6 +104,8 @@ def voice_info(voice: str) -> VoiceInfo:
     """
     if voice in _FIXED_VOICES:
         return _FIXED_VOICES[voice]
+    if (cross := _cross_voice(voice)) is not None:
+        return VoiceInfo("festival", f"{cross.language}-{cross.person}", cross.gender)
     if voice.startswith("espeak:") and len(voice) > len("espeak:"):
         name = voice.split(":", 1)[1]
         variant = name.split("+", 1)[1] if "+" in name else ""
@@ -101,7 +113,9 @@ def voice_info(voice: str) -> VoiceInfo:
         # so en+f2 and en-us+f2 count as the same speaker for split disjointness
         return VoiceInfo("espeak", f"espeak-{variant.lower() or 'default'}",
                          "f" if variant.lower() in _ESPEAK_FEMALE_VARIANTS else "m")
-    known = sorted(_FIXED_VOICES) + ["espeak:<lang>+<variant>"]
+    from s6damon.corpus.crosslingual import VOICES
+
+    known = sorted(_FIXED_VOICES) + sorted(VOICES) + ["espeak:<lang>+<variant>"]
     raise ValueError(f"unknown voice {voice!r}; known: {known}")
 
 
@@ -278,10 +292,17 @@ _FESTIVAL_DUMP = r"""
 """
 
 
+#: silence segments of the festival phone sets (English, Italian/Czech/Finnish, Catalan)
+_FESTIVAL_SILENCES = frozenset({"pau", "#", "##", "_", "sil"})
+
+
 def _festival(voice: str, texts: list[str]) -> list[Rendered | None]:
     results: list[Rendered | None] = [None] * len(texts)
+    cross = _cross_voice(voice)
     with tempfile.TemporaryDirectory(prefix="s6d-festival-") as tmp:
-        lines = [_FESTIVAL_DUMP, f"({_FESTIVAL_VOICE_FN[voice]})"]
+        lines = [_FESTIVAL_DUMP, f"({cross.function if cross else _FESTIVAL_VOICE_FN[voice]})"]
+        if cross is not None:
+            lines += _cross_lexicon(voice, texts)
         for i, text in enumerate(texts):
             safe = text.replace("\\", " ").replace('"', " ")
             # unwind-protect: one failing utterance must not abort the whole batch
@@ -293,8 +314,43 @@ def _festival(voice: str, texts: list[str]) -> list[Rendered | None]:
             txt, wav = Path(tmp) / f"{i}.txt", Path(tmp) / f"{i}.wav"
             if not (txt.exists() and wav.exists()):
                 continue
-            results[i] = _parse_festival(text, txt.read_text(), wav)
+            results[i] = (_parse_cross(voice, text, txt.read_text(), wav) if cross
+                          else _parse_festival(text, txt.read_text(), wav))
     return results
+
+
+def _cross_lexicon(voice: str, texts: list[str]) -> list[str]:
+    """``lex.add.entry`` forms for every word of ``texts`` (see :mod:`s6damon.corpus.crosslingual`);
+    a word without a pronunciation gets none, and its utterances fail the segment check."""
+    from s6damon.corpus.crosslingual import LexiconError, lexicon_entry
+
+    out = []
+    for word in sorted({w for t in texts for w in t.split()}):
+        try:
+            out.append(lexicon_entry(word, voice))
+        except LexiconError:
+            continue
+    return out
+
+
+def _parse_cross(voice: str, text: str, dump: str, wav: Path) -> Rendered | None:
+    """An untimed rendering by a cross-lingual voice, or None unless festival read every word
+    from the added entries (same word count, exactly the mapped phones' segment count)."""
+    from s6damon.corpus.crosslingual import LexiconError, expected_segments
+
+    try:
+        expected = expected_segments(text, voice)
+    except LexiconError:
+        return None
+    kinds = [line.split()[:2] for line in dump.splitlines() if line.strip()]
+    words = [k for k in kinds if k[0] == "W"]
+    speech = [k for k in kinds if k[0] == "S" and k[1] not in _FESTIVAL_SILENCES]
+    if len(words) != len(text.split()) or len(speech) != expected:
+        return None
+    audio, sr = sf.read(wav, dtype="float32")
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    return Rendered(audio.astype(np.float32, copy=False), sr, [], []) if len(audio) else None
 
 
 def _parse_festival(text: str, dump: str, wav: Path) -> Rendered | None:
