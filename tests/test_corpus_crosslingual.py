@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from s6damon.corpus import crosslingual as X
-from s6damon.corpus.synth import render, voice_info
+from s6damon.corpus.synth import _parse_cross, render, voice_info
 
 ARPABET = ("aa ae ah ao aw ay b ch d dh eh er ey f g hh ih iy jh k l m n ng ow oy p r s sh t th "
            "uh uw v w y z zh").split()
@@ -64,9 +65,23 @@ def test_cross_voice_renders_untimed_speech(voice):
     assert info.person not in {voice_info(v).person for v in ("flite:slt", "flite:rms", "festival:kal")}
 
 
-def test_word_festival_would_split_is_rejected():
-    # Catalan's tokeniser splits "what's" into two words: no exact word mapping, no rendering
-    assert render("festival:ca-ona", "what's the time", 16000) is None
+@pytest.mark.parametrize("voice", ["festival:it-lp", "festival:ca-ona"])
+def test_words_the_tokeniser_would_spell_or_split_render(voice):
+    # from text, Italian and Catalan spell out "my" (no vowel letter) and split "what's"
+    assert X.VOICES[voice].from_words
+    assert render(voice, "what's on my list", 16000) is not None
+
+
+def test_rendering_that_left_the_added_entries_is_rejected(tmp_path):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(1600, np.float32), 16000)
+    ok = "S # 0.1\nS p 0.2\nS u1 0.3\nS t 0.4\nS # 0.5\nW put 0.1 0.4\n"
+    assert _parse_cross("festival:it-lp", "put", ok, wav) is not None
+    # one more segment than the entry holds: the language's own rules read the word
+    extra = ok.replace("S t 0.4", "S t 0.35\nS a 0.4")
+    assert _parse_cross("festival:it-lp", "put", extra, wav) is None
+    split = ok + "W x 0.4 0.4\n"  # a word festival split in two
+    assert _parse_cross("festival:it-lp", "put", split, wav) is None
 
 
 def test_women_and_men():

@@ -39,6 +39,9 @@ class CrossVoice:
     person: str
     gender: str
     stressed_vowel_suffix: str  # the phone set marks stressed vowels (Italian, Catalan: "1")
+    # synthesise from a word list, not text: the Italian and Catalan tokenisers spell out
+    # words they find no vowel in ("my" -> "m", "y") and split "what's"
+    from_words: bool = False
 
 
 # ARPAbet (no stress) -> phones of each target set. Vowels first, then consonants.
@@ -89,9 +92,9 @@ _VOWELS = frozenset({"aa", "ae", "ah", "ao", "aw", "ay", "eh", "er", "ey", "ih",
 
 #: ``festival:<lang>-<speaker>`` -> the voice. All are built from recordings of one person.
 VOICES: dict[str, CrossVoice] = {
-    "festival:it-lp": CrossVoice("voice_lp_diphone", "it", "lp", "f", "1"),
-    "festival:it-pc": CrossVoice("voice_pc_diphone", "it", "pc", "m", "1"),
-    "festival:ca-ona": CrossVoice("voice_upc_ca_ona_hts", "ca", "ona", "f", "1"),
+    "festival:it-lp": CrossVoice("voice_lp_diphone", "it", "lp", "f", "1", True),
+    "festival:it-pc": CrossVoice("voice_pc_diphone", "it", "pc", "m", "1", True),
+    "festival:ca-ona": CrossVoice("voice_upc_ca_ona_hts", "ca", "ona", "f", "1", True),
     "festival:cs-dita": CrossVoice("voice_czech_dita", "cs", "dita", "f", ""),
     "festival:cs-machac": CrossVoice("voice_czech_machac", "cs", "machac", "m", ""),
     "festival:fi-lj": CrossVoice("voice_suo_fi_lj_diphone", "fi", "lj", "f", ""),

@@ -305,8 +305,11 @@ def _festival(voice: str, texts: list[str]) -> list[Rendered | None]:
             lines += _cross_lexicon(voice, texts)
         for i, text in enumerate(texts):
             safe = text.replace("\\", " ").replace('"', " ")
+            utt = f'(SynthText "{safe}")'
+            if cross is not None and cross.from_words:
+                utt = "(utt.synth (Utterance Words (" + " ".join(f'"{w}"' for w in safe.split()) + ")))"
             # unwind-protect: one failing utterance must not abort the whole batch
-            lines.append(f'(unwind-protect (s6d-dump (SynthText "{safe}") "{tmp}/{i}") nil)')
+            lines.append(f'(unwind-protect (s6d-dump {utt} "{tmp}/{i}") nil)')
         script = Path(tmp) / "batch.scm"
         script.write_text("\n".join(lines) + "\n")
         subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True, check=False)
