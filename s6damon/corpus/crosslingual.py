@@ -27,7 +27,7 @@ import dataclasses
 import re
 
 # the aligner's cached CMUdict: one copy per process, whichever module asks first
-from s6damon.align.lexicon import LexiconError, _cmudict, flite_g2p, g2p_available
+from s6damon.align.lexicon import LexiconError, cmudict_prons, flite_g2p, g2p_available
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +118,7 @@ def stressed_pronunciation(word: str) -> list[str]:
     Raises:
         LexiconError: neither has the word.
     """
-    prons = _cmudict().get(word.lower())
+    prons = cmudict_prons().get(word.lower())
     if prons:
         return list(prons[0])
     g2p = flite_g2p(word.lower()) if g2p_available() else ()

@@ -19,8 +19,9 @@ Four families of offline synthesisers are wrapped behind one call,
   (``festival:it-lp``, ``festival:cs-dita``, ...; :mod:`s6damon.corpus.crosslingual`): every
   word gets a lexicon entry in the voice's phone set, and a rendering counts only if festival
   used those entries (same words, exactly the mapped segments). They are untimed, like Pico.
-* **espeak-ng** (``espeak:<voice>+<variant>``, e.g. ``espeak:en-us+f3``): in-process through
-  ctypes on ``libespeak-ng.so.1`` with a synthesis callback. Phoneme events carry the
+* **espeak-ng** (``espeak:<voice>+<variant>``, e.g. ``espeak:en-us+f3``): through ctypes on
+  ``libespeak-ng.so.1`` with a synthesis callback, in a fresh interpreter per call (the
+  library keeps state from one utterance to the next). Phoneme events carry the
   exact sample where each phoneme starts and the text position of its word; word events
   are not used because they come ~50 ms early and espeak-ng merges some word pairs
   (``for the``) into one event. A phoneme group that covers several text words is split by
@@ -44,7 +45,9 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import pickle
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -463,15 +466,43 @@ class _Espeak:
         return (audio.astype(np.float32) / 32768.0), list(self.events)
 
 
-#: libespeak-ng keeps one global synthesiser: callers in several threads take turns.
-_ESPEAK_LOCK = threading.Lock()
-
-
 def _espeak(name: str, texts: list[str]) -> list[Rendered | None]:
-    with _ESPEAK_LOCK:
+    """Render ``texts`` with one espeak-ng voice in a fresh interpreter.
+
+    libespeak-ng carries synthesis state from one utterance into the next (the same text
+    renders to different samples on a second call; neither libc ``srand`` nor re-selecting
+    the voice resets it, and ``espeak_Terminate``/``espeak_Initialize`` in one process
+    crashes). A new interpreter per call starts from the library's initial state, so a
+    call's output depends only on its voice and texts: the corpus is reproducible whatever
+    the shard order or thread interleaving, and concurrent callers need no lock. A plain
+    subprocess rather than ``multiprocessing``: spawning re-imports the caller's main module,
+    which scripts without a ``__main__`` guard do not survive. Costs ~0.3 s per call.
+    """
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the s6damon package
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from s6damon.corpus import synth; synth._espeak_worker(sys.argv[2])"
+    with tempfile.TemporaryDirectory(prefix="s6damon-espeak-") as tmp:
+        job = Path(tmp) / "job.pkl"
+        job.write_bytes(pickle.dumps((name, texts)))
+        proc = subprocess.run([sys.executable, "-c", code, root, str(job)], capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"espeak-ng: rendering with voice {name!r} failed (exit {proc.returncode}): "
+                               f"{proc.stderr.decode(errors='replace')[-2000:]}")
+        status, result = pickle.loads(job.with_suffix(".out").read_bytes())
+    if status == "error":
+        raise result
+    return result
+
+
+def _espeak_worker(job: str) -> None:
+    """Child side of :func:`_espeak`: renders the pickled job, pickles results (or the error)."""
+    name, texts = pickle.loads(Path(job).read_bytes())
+    try:
         eng = _Espeak.get()
         eng.set_voice(name)
-        return [_espeak_one(eng, t) for t in texts]
+        out: tuple[str, object] = ("ok", [_espeak_one(eng, t) for t in texts])
+    except (ValueError, RuntimeError) as e:  # an unknown voice: re-raised by the parent
+        out = ("error", e)
+    Path(job).with_suffix(".out").write_bytes(pickle.dumps(out))
 
 
 def _espeak_one(eng: _Espeak, text: str) -> Rendered | None:

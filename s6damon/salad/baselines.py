@@ -24,7 +24,9 @@ from s6damon.salad.frames import frame_energy
 BASELINES = ("none", "uniform", "random", "energy")
 
 
-def _n_keep(T: int, drop_ratio: float, min_keep: int) -> int:
+def n_keep(T: int, drop_ratio: float, min_keep: int) -> int:
+    """How many of ``T`` tokens a ``drop_ratio`` keeps: ``T - round(drop_ratio * T)`` (half up),
+    never fewer than ``min_keep`` nor more than ``T``; every method drops exactly this many."""
     if not 0.0 <= drop_ratio <= 1.0:
         raise ValueError(f"drop_ratio must be in [0, 1], got {drop_ratio}")
     # round half up (not to even) so the count is predictable: 4.5 dropped -> 5
@@ -44,7 +46,7 @@ def uniform_keep(T: int, drop_ratio: float, min_keep: int = 1) -> np.ndarray:
     Returns:
         ``(T,)`` bool with ``T - floor(drop_ratio * T + 0.5)`` (>= ``min_keep``) True.
     """
-    n = _n_keep(T, drop_ratio, min_keep)
+    n = n_keep(T, drop_ratio, min_keep)
     keep = np.zeros(T, dtype=bool)
     if n:
         keep[np.floor((np.arange(n) + 0.5) * T / n).astype(int)] = True
@@ -58,7 +60,7 @@ def random_keep(T: int, drop_ratio: float, rng: np.random.Generator | int | None
         ``(T,)`` bool with ``T - floor(drop_ratio * T + 0.5)`` (>= ``min_keep``) True.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    n = _n_keep(T, drop_ratio, min_keep)
+    n = n_keep(T, drop_ratio, min_keep)
     keep = np.zeros(T, dtype=bool)
     keep[rng.choice(T, size=n, replace=False)] = True
     return keep
@@ -72,7 +74,7 @@ def energy_keep_from_energy(energy: np.ndarray, drop_ratio: float, min_keep: int
     """
     e = np.asarray(energy, dtype=np.float64)
     T = e.size
-    n = _n_keep(T, drop_ratio, min_keep)
+    n = n_keep(T, drop_ratio, min_keep)
     keep = np.zeros(T, dtype=bool)
     keep[np.argsort(e, kind="stable")[T - n:]] = True
     return keep
