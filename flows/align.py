@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from flows.cli import main
 from s6damon import io
 from s6damon.config import load_params
+from s6damon.splits import UNLABELED
 from tasks import align as T
 
 
@@ -45,7 +46,8 @@ def align(params_path: str = "params.yaml") -> dict:
         io.write_parquet(target / "pauses.parquet", pauses(result.words, durations, p.min_pause_ms))
         io.write_json(target / "failed.json", result.failed)
         q = T.quality(result, manifest, corpus)
-        summary = q if q is not None else {"failed": len(result.failed), "utterances": len(manifest)}
+        summary = q if q is not None else {"failed": len(result.failed),
+                                           "utterances": int((manifest["split"] != UNLABELED).sum())}
         per_backend[backend] = summary
         log.info("%s: %s", backend, {k: v for k, v in summary.items() if k != "per_family"})
     metrics.update(per_backend[p.backend])

@@ -15,11 +15,14 @@ ALIGN_CODE = ("s6damon/align", "s6damon/parallel.py", "s6damon/text.py", "s6damo
 
 @task(cache_policy=content_cache(*ALIGN_CODE, exclude=("workdir",)), persist_result=True)
 def align(backend: str, p: AlignParams, manifest: Path, audio_dir: Path, workdir: str):
-    """Align every utterance of the manifest with one backend (result cached on contents)."""
+    """Align every labeled utterance of the manifest with one backend (result cached on contents)."""
     from s6damon import io
     from s6damon.align.base import AlignItem, get_aligner
 
+    from s6damon.splits import UNLABELED
+
     rows = io.read_parquet(manifest)
+    rows = rows[rows["split"] != UNLABELED]  # audio for pretraining only: nothing reads its alignment
     # the speaker lets the Kaldi backend pool feature normalisation per speaker, as MFA does
     items = [AlignItem(r.utt_id, r.path, r.text, getattr(r, "speaker", None)) for r in rows.itertuples()]
     work = Path(workdir) / backend

@@ -21,21 +21,23 @@ TRAIN_CODE = ("s6damon/model", "s6damon/train", "s6damon/text.py", "s6damon/io.p
 RUNS = Path(".work/runs")
 
 
-def _split(manifest: Path, split: str):
+def _split(manifest: Path, *splits: str):
     df = io.read_parquet(manifest)
-    return df[df["split"] == split].reset_index(drop=True)
+    return df[df["split"].isin(splits)].reset_index(drop=True)
 
 
 @task(cache_policy=content_cache(*TRAIN_CODE, exclude=("progress",)), persist_result=True)
 def pretrain(m: ModelParams, p: PretrainParams, manifest: Path, seed: int, threads: int,
              progress: bool = True) -> dict[str, Any]:
-    """wav2vec 2.0 SSL pretraining on the training split; returns the model folder and history."""
+    """wav2vec 2.0 SSL pretraining on the audio of ``p.splits``; returns the model folder and history."""
     from s6damon.train.pretrain import pretrain as run
 
     run_dir = RUNS / "pretrain" / fingerprint(m, p, manifest, seed)[:16]
-    result = run(m, p, _split(manifest, "train"), run_dir / "model", run_dir / "checkpoints",
-                 seed=seed, threads=threads)
-    return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}
+    audio = _split(manifest, *p.splits)
+    result = run(m, p, audio, run_dir / "model", run_dir / "checkpoints", seed=seed, threads=threads)
+    hours = {s: round(float(audio.loc[audio["split"] == s, "duration"].sum()) / 3600, 4) for s in p.splits}
+    return {"model_dir": str(run_dir / "model"), "history": result["history"],
+            "metrics": {**result["metrics"], "audio_hours_per_split": hours}}
 
 
 @task(cache_policy=content_cache(*TRAIN_CODE, exclude=("progress",)), persist_result=True)

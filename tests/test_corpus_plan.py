@@ -27,7 +27,7 @@ def test_plan_splits_and_disjoint_voices():
     p = _tiny()
     specs = plan_corpus(p, 1234)
     assert specs == plan_corpus(p, 1234)
-    assert {u.split for u in specs} == {"train", "dev", "test", "test_open"}
+    assert {u.split for u in specs} == {"train", "dev", "test", "test_open", "unlabeled"}
     people = lambda split: {voice_info(u.voice).person for u in specs if u.split == split}  # noqa: E731
     assert not people("train") & (people("test") | people("test_open"))
     assert {u.domain for u in specs if u.split == "test"} == {"command"}
@@ -101,3 +101,36 @@ def test_train_voice_weights_shift_the_voice_mix():
     with pytest.raises(ParamsError, match="train_voice_weights"):
         build(SynthParams, {"train_voices": ["flite:awb"], "train_voice_weights": {"flite:rms": 2}},
               "prepare.synth")
+
+
+def _with_unlabeled(p: PrepareParams, voices: list[str], minutes: float) -> PrepareParams:
+    import dataclasses
+
+    return dataclasses.replace(p, synth=dataclasses.replace(p.synth, unlabeled_voices=voices,
+                                                            unlabeled_minutes=minutes))
+
+
+def test_unlabeled_split_adds_new_texts_and_leaves_the_labeled_plan_alone():
+    p = _with_unlabeled(_tiny(), [], 0.0)
+    base = plan_corpus(p, 1234)
+    voices = ["pico:en-GB", "festival:it-lp", "flite:awb"]
+    specs = plan_corpus(_with_unlabeled(p, voices, 3.0), 1234)
+    assert specs[:len(base)] == base  # turning the split on re-plans nothing else
+    extra = specs[len(base):]
+    assert extra and {u.split for u in extra} == {"unlabeled"}
+    assert {u.voice for u in extra} == set(voices)
+    assert not {u.text for u in extra} & {u.text for u in base}
+    assert len({u.text for u in extra}) == len(extra) and len({u.utt_id for u in specs}) == len(specs)
+    assert any(u.pitch_semitones > 0 for u in extra if u.voice == "flite:awb")  # augmented like train
+    assert not any(u.pitch_semitones for u in extra if u.gender == "f")
+    est = sum(0.5 + 0.25 * len(u.text.split()) for u in extra) / 60
+    assert 2.5 < est < 4.5
+
+
+def test_unlabeled_voices_are_checked_like_train_voices():
+    with pytest.raises(ParamsError, match="unlabeled_voices and test_voices"):
+        build(PrepareParams, {"synth": {"unlabeled_voices": ["festival:slt-hts"], "unlabeled_minutes": 1.0}})
+    with pytest.raises(ParamsError, match="unlabeled_voices and dev_voices"):
+        build(PrepareParams, {"synth": {"unlabeled_voices": ["espeak:en+m6"], "unlabeled_minutes": 1.0}})
+    with pytest.raises(ParamsError, match="unlabeled_minutes"):
+        build(PrepareParams, {"synth": {"unlabeled_minutes": 1.0}})

@@ -113,3 +113,22 @@ def test_bad_transcript_errors(tmp_path, text, reason):
     with pytest.raises(BadInputError, match=reason) as err:
         ingest(p, tmp_path / "out")
     assert err.value.path == str(tmp_path / "g.wav")
+
+
+def test_manifest_unlabeled_rows_need_no_transcript(tmp_path):
+    sf.write(tmp_path / "g.wav", _tone(), SR)
+    pd.DataFrame({"path": ["g.wav", "g.wav", "g.wav"], "text": ["Hello there", "", None],
+                  "split": ["train", "unlabeled", "unlabeled"]}).to_parquet(tmp_path / "m.parquet")
+    man, skipped = ingest(PrepareParams(source="manifest", source_path=str(tmp_path / "m.parquet")), tmp_path / "out")
+    assert man.split.tolist() == ["train", "unlabeled", "unlabeled"] and not skipped
+    assert man.text.tolist() == ["hello there", "", ""]
+
+
+def test_manifest_unknown_split_is_an_error_naming_the_row(tmp_path):
+    """A typo must not send evaluation audio into training (rows without a split do go there)."""
+    sf.write(tmp_path / "g.wav", _tone(), SR)
+    pd.DataFrame({"path": ["g.wav", "g.wav"], "text": ["one two", "three four"],
+                  "split": [None, "tset"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(BadInputError, match="row 1 .*'tset'") as err:
+        ingest(PrepareParams(source="manifest", source_path=str(tmp_path / "m.csv")), tmp_path / "out")
+    assert err.value.path == str(tmp_path / "m.csv")

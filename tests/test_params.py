@@ -43,6 +43,8 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"safari": {"finetune": {"feature_cache": True}}}, "safari.finetune.feature_cache"),
         ({"finetune": {"feature_cache_speeds": 0}}, "finetune.feature_cache_speeds"),
         ({"safari": {"finetune": {"distill_weight": -1.0}}}, "safari.finetune.distill_weight"),
+        ({"pretrain": {"splits": ["train", "test"]}}, "pretrain.splits"),  # never an evaluation split
+        ({"prepare": {"synth": {"unlabeled_minutes": 5.0}}}, "prepare.synth.unlabeled_minutes"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, patch, key):

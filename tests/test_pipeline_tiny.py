@@ -32,6 +32,11 @@ def test_prepare_writes_manifest_with_unseen_test_voices(pipeline):
     assert not train_speakers & set(m.loc[m.split.isin(["test", "test_open"]), "speaker"])
     metrics = _metrics(root, "prepare")
     assert metrics["splits"]["train"]["utterances"] == int((m.split == "train").sum())
+    # the tiny profile renders an unlabeled split (pretraining audio) by voices not in train
+    unlabeled = m[m.split == "unlabeled"]
+    assert set(unlabeled["voice"]) == {"pico:en-GB", "festival:fi-lj"}
+    assert not set(unlabeled["text"]) & set(m.loc[m.split != "unlabeled", "text"])
+    assert metrics["splits"]["unlabeled"]["utterances"] == len(unlabeled)
 
 
 def test_align_writes_tables_and_quality(pipeline):
@@ -47,6 +52,9 @@ def test_align_writes_tables_and_quality(pipeline):
         assert key in metrics
     assert set(metrics["backends"]) >= {"kaldi", "pocketsphinx"}
     assert 0.0 <= metrics["within_50ms"] <= 1.0
+    m = io.read_parquet(root / "data/corpus/manifest.parquet")
+    aligned = set(io.read_parquet(root / "data/align/words.parquet")["utt_id"])
+    assert aligned and not aligned & set(m.loc[m.split == "unlabeled", "utt_id"])  # pretraining audio only
 
 
 def test_pretrain_saves_loadable_checkpoint(pipeline):
@@ -56,6 +64,8 @@ def test_pretrain_saves_loadable_checkpoint(pipeline):
     model, tokenizer = load_ctc_model(root / "models/pretrained")
     assert model.config.vocab_size == len(tokenizer)
     assert (root / "plots/pretrain.csv").read_text().startswith("step")
+    hours = _metrics(root, "pretrain")["audio_hours_per_split"]
+    assert set(hours) == {"train", "unlabeled"} and hours["train"] > 0 and hours["unlabeled"] > 0
 
 
 def test_finetune_reports_wer_for_both_models(pipeline):

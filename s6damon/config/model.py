@@ -54,6 +54,9 @@ class PretrainParams:
     """wav2vec 2.0 self-supervised pretraining (contrastive + diversity loss)."""
 
     enabled: bool = param(True, help="false = skip SSL; finetune starts from random weights")
+    splits: list[str] = param(["train", "unlabeled"],
+                              help="manifest splits whose audio is pretrained on: train and/or unlabeled "
+                                   "(prepare.synth.unlabeled_voices); never an evaluation split")
     steps: int = param(2000, minimum=0, help="optimiser steps")
     batch_seconds: float = param(60.0, minimum=1.0, help="audio seconds per batch (all ranks together)")
     max_seconds: float = param(15.0, minimum=0.5, help="longer utterances are randomly cropped to this")
@@ -76,6 +79,11 @@ class PretrainParams:
     log_every: int = param(20, minimum=1, help="steps between history entries")
     checkpoint_every: int = param(200, minimum=1, help="steps between resumable checkpoints")
     progress: bool = param(True, help="show tqdm progress bars")
+
+    def check(self) -> None:
+        bad = sorted(set(self.splits) - {"train", "unlabeled"})
+        if bad or not self.splits:
+            raise ParamsError(f"params: 'pretrain.splits' must be a non-empty subset of [train, unlabeled], got {self.splits}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,11 @@ class SynthParams:
     test_voices: list[str] = param(["flite:slt", "festival:slt-hts", "flite:rms", "espeak:en-us+f5",
                                     "espeak:en+m7"],
                                    help="unseen voices of test and test_open; no real person shared with train/dev")
+    unlabeled_voices: list[str] = param(
+        [], help="voices of the 'unlabeled' split: audio for SSL pretraining only, never finetuned on "
+                 "(any voice train_voices accepts; no real person shared with dev_voices or test_voices)")
+    unlabeled_minutes: float = param(0.0, minimum=0.0,
+                                     help="approximate audio of the unlabeled split, on top of 'minutes'")
     dev_share: float = param(0.1, minimum=0.0, maximum=0.5, help="share of the audio in the dev split")
     test_share: float = param(0.1, minimum=0.0, maximum=0.5, help="share of the audio in test (commands)")
     test_open_share: float = param(0.05, minimum=0.0, maximum=0.5,
@@ -60,16 +65,19 @@ class SynthParams:
 
         try:
             people = {name: {voice_info(v).person for v in getattr(self, name)}
-                      for name in ("train_voices", "dev_voices", "test_voices")}
+                      for name in ("train_voices", "dev_voices", "test_voices", "unlabeled_voices")}
         except ValueError as err:
             raise ParamsError(f"params: prepare.synth: {err}") from err
         if not self.train_voices or not self.test_voices:
             raise ParamsError("params: prepare.synth.train_voices and test_voices must not be empty")
         for a, b in (("train_voices", "test_voices"), ("dev_voices", "test_voices"),
-                     ("train_voices", "dev_voices")):
+                     ("train_voices", "dev_voices"), ("unlabeled_voices", "test_voices"),
+                     ("unlabeled_voices", "dev_voices")):
             shared = people[a] & people[b]
             if shared:
                 raise ParamsError(f"params: prepare.synth.{a} and {b} share the speaker(s) {sorted(shared)}")
+        if self.unlabeled_minutes > 0 and not self.unlabeled_voices:
+            raise ParamsError("params: 'prepare.synth.unlabeled_minutes' is > 0 but 'prepare.synth.unlabeled_voices' is empty")
         stray = sorted(set(self.train_voice_weights) - set(self.train_voices))
         if stray:
             raise ParamsError(f"params: prepare.synth.train_voice_weights names voices not in train_voices: {stray}")

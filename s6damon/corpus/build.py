@@ -19,7 +19,8 @@ import pandas as pd
 import soundfile as sf
 
 from s6damon.corpus.augment import augment
-from s6damon.corpus.plan import SPLITS, UttSpec
+from s6damon.corpus.plan import UttSpec
+from s6damon.splits import SPLITS
 from s6damon.corpus.synth import resample, synthesize
 from s6damon.io import atomic_path
 

@@ -17,6 +17,11 @@ Splits (all deterministic from the seed):
   variant is one person whatever its accent (``SynthParams.check`` enforces this).
 * ``test_open``: fortune sentences by the same test voices; its sentences are disjoint
   from every sentence in train and dev.
+* ``unlabeled`` (only with ``unlabeled_minutes`` > 0): audio for SSL pretraining, by
+  ``unlabeled_voices``, augmented like train. Its transcripts are kept in the manifest but
+  no stage trains on them (pretraining reads audio only; finetuning reads ``train``). Its
+  texts are new: none is said in any other split. Planned after the labeled splits from its
+  own text pools, so turning it on leaves the labeled splits' plan unchanged.
 
 Every text appears once in the whole corpus. Sizes follow ``minutes`` through a
 speech-rate estimate (``seconds_per_word``), so the rendered total is approximate.
@@ -32,8 +37,8 @@ import re
 from s6damon.config.prepare import PrepareParams
 from s6damon.corpus import grammar, sentences
 from s6damon.corpus.synth import voice_info
+from s6damon.splits import SPLITS, UNLABELED
 
-SPLITS = ("train", "dev", "test", "test_open")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,23 +129,67 @@ def plan_corpus(p: PrepareParams, seed: int) -> list[UttSpec]:
                 voice = next(train_cycle)
             else:
                 voice = next(voice_cycle)
-            stretch, pitch, speed = 1.0, 0.0, 1.0
-            if split == "train":
-                if voice in male_train and s.pitch_up_semitones and rng_split.random() < s.pitch_up_share:
-                    pitch = rng_split.choice(s.pitch_up_semitones)
-                u = rng_split.random()
-                if s.stretch_factors and u < s.stretch_share:
-                    stretch = rng_split.choice(s.stretch_factors)
-                elif s.speed_factors and u < s.stretch_share + s.speed_share:
-                    speed = rng_split.choice(s.speed_factors)
-            info = voice_info(voice)
-            spk = speaker_id(voice, pitch, speed)
-            safe = re.sub(r"[^A-Za-z0-9]+", "_", spk).strip("_")
-            specs.append(UttSpec(f"{safe}-{split}-{i:05d}", text, voice, spk, info.family, info.gender,
-                                 domain, split, stretch, pitch, speed))
-            spent += _estimate_seconds(text, s.seconds_per_word, stretch / speed)
+            aug = _augmentation(s, voice in male_train, rng_split) if split == "train" else (1.0, 0.0, 1.0)
+            specs.append(_spec(text, voice, domain, split, i, *aug))
+            spent += _estimate_seconds(text, s.seconds_per_word, aug[0] / aug[2])
             i += 1
+    if s.unlabeled_minutes > 0:
+        specs.extend(_plan_unlabeled(p, seed, {u.text for u in specs}))
     return specs
+
+
+def _augmentation(s, male: bool, rng: random.Random) -> tuple[float, float, float]:  # noqa: ANN001 (SynthParams)
+    """``(stretch, pitch_semitones, speed)`` of one training utterance: male voices are
+    pitch-shifted up for a share, and a share is stretched or speed-changed."""
+    stretch, pitch, speed = 1.0, 0.0, 1.0
+    if male and s.pitch_up_semitones and rng.random() < s.pitch_up_share:
+        pitch = rng.choice(s.pitch_up_semitones)
+    u = rng.random()
+    if s.stretch_factors and u < s.stretch_share:
+        stretch = rng.choice(s.stretch_factors)
+    elif s.speed_factors and u < s.stretch_share + s.speed_share:
+        speed = rng.choice(s.speed_factors)
+    return stretch, pitch, speed
+
+
+def _spec(text: str, voice: str, domain: str, split: str, i: int, stretch: float, pitch: float,
+          speed: float) -> UttSpec:
+    info = voice_info(voice)
+    spk = speaker_id(voice, pitch, speed)
+    safe = re.sub(r"[^A-Za-z0-9]+", "_", spk).strip("_")
+    return UttSpec(f"{safe}-{split}-{i:05d}", text, voice, spk, info.family, info.gender,
+                   domain, split, stretch, pitch, speed)
+
+
+def _plan_unlabeled(p: PrepareParams, seed: int, taken: set[str]) -> list[UttSpec]:
+    """The ``unlabeled`` split: ``unlabeled_minutes`` of new texts by ``unlabeled_voices``,
+    augmented like train, from text pools of their own (no text of ``taken`` is said)."""
+    s = p.synth
+    rng = random.Random(f"{seed}-{UNLABELED}")
+    budget = s.unlabeled_minutes * 60.0
+    n_cmd = int(budget / 2.0) + 50
+    commands = iter([t for t in grammar.generate_commands(n_cmd + len(taken), rng.randrange(2**31))
+                     if t not in taken])
+    n_sent = min(int(budget * s.open_vocab_train_share / 2.0) + 20 + len(taken), len(
+        sentences.candidate_sentences(s.sentence_min_words, s.sentence_max_words)))
+    open_pool = iter([t for t in sentences.sample_sentences(n_sent, rng.randrange(2**31), s.sentence_min_words,
+                                                            s.sentence_max_words) if t not in taken])
+    voices = sorted(s.unlabeled_voices)
+    rng.shuffle(voices)
+    voice_cycle = itertools.cycle(voices)
+    out: list[UttSpec] = []
+    spent = 0.0
+    while spent < budget:
+        domain = "open" if rng.random() < s.open_vocab_train_share else "command"
+        try:
+            text = next(open_pool if domain == "open" else commands)
+        except StopIteration:
+            break  # pool exhausted: the split ends a little short
+        voice = next(voice_cycle)
+        aug = _augmentation(s, voice_info(voice).gender == "m", rng)
+        out.append(_spec(text, voice, domain, UNLABELED, len(out), *aug))
+        spent += _estimate_seconds(text, s.seconds_per_word, aug[0] / aug[2])
+    return out
 
 
 def shards(specs: list[UttSpec], shard_size: int) -> list[list[UttSpec]]:

@@ -4,8 +4,10 @@ Every file is validated (:mod:`s6damon.corpus.validate`) and written as 16-bit m
 the target rate under ``out_dir/wav``, so later stages read one format. LibriSpeech
 splits are by speaker (test and dev speakers never appear in train): listed explicitly in
 ``dev_speakers``/``test_speakers`` or drawn by seed with ``dev_speaker_share`` /
-``test_speaker_share``. A manifest may carry its own ``split`` column; rows without one
-go to ``train``.
+``test_speaker_share``. A manifest may carry its own ``split`` column (``train``, ``dev``,
+``test``, ``test_open`` or ``unlabeled``; another value is an error naming the row); rows
+without one go to ``train``. ``unlabeled`` rows are audio for SSL pretraining: their
+transcript may be empty.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import pandas as pd
 from s6damon.config.prepare import PrepareParams
 from s6damon.corpus.build import MANIFEST_COLUMNS, write_wav
 from s6damon.corpus.validate import BadInputError, check_transcript, load_audio
+from s6damon.splits import SPLITS, UNLABELED
 
-_SPLITS = {"train", "dev", "test", "test_open"}
+_SPLITS = {*SPLITS, UNLABELED}
 
 
 def _librispeech_items(root: Path) -> list[dict]:
@@ -70,7 +73,10 @@ def _manifest_items(path: Path) -> list[dict]:
         spk = row.get("speaker")
         spk = str(spk) if spk is not None and str(spk) not in ("", "nan") else audio.stem
         split = row.get("split")
-        split = str(split) if split is not None and str(split) in _SPLITS else "train"
+        split = "train" if split is None or str(split) in ("", "nan") else str(split)
+        if split not in _SPLITS:
+            # a typo such as 'tset' must not put evaluation audio into training
+            raise BadInputError(path, f"row {k} ({audio.name}): split {split!r} is not one of {sorted(_SPLITS)}")
         items.append({"utt_id": f"{k:06d}-{audio.stem}", "path": audio, "text": row["text"],
                       "speaker": spk, "split": split})
     return items
@@ -106,7 +112,9 @@ def ingest(p: PrepareParams, out_dir: str | Path, seed: int = 0) -> tuple[pd.Dat
     rows, skipped = [], []
     for it in items:
         try:
-            text = check_transcript(it["path"], it["text"])
+            raw = it["text"]
+            empty = raw is None or (isinstance(raw, float) and raw != raw) or not str(raw).strip()
+            text = "" if it["split"] == UNLABELED and empty else check_transcript(it["path"], raw)
             audio, info = load_audio(it["path"], p.sample_rate)
             if info["duration"] > p.max_seconds:
                 raise BadInputError(it["path"], f"{info['duration']:.1f} s long; max_seconds is {p.max_seconds}")
