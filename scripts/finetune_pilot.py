@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -27,25 +28,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
-from s6damon.config.model import FinetuneParams  # noqa: E402
 from s6damon.config.schema import ParamsError, build, to_dict  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
 from s6damon.train.finetune import finetune  # noqa: E402
 
 SPLITS = ("dev", "test", "test_open")
+T = TypeVar("T")
 
 
-def override(p: FinetuneParams, assignments: list[str]) -> FinetuneParams:
-    """``key=value`` assignments (YAML values) applied to the finetune recipe and validated
-    like ``params.yaml``: an unknown key or a bad value names ``finetune.<key>``."""
+def override(p: T, assignments: list[str], section: str = "finetune") -> T:
+    """``key=value`` assignments (YAML values) applied to a params section (the finetune recipe
+    by default) and validated like ``params.yaml``: an unknown key or a bad value names
+    ``<section>.<key>``."""
     data = to_dict(p)
     for kv in assignments:
         key, sep, value = kv.partition("=")
         if not sep:
             raise ParamsError(f"--set {kv!r}: expected KEY=VALUE")
         data[key] = yaml.safe_load(value)
-    return build(FinetuneParams, data, "finetune")
+    return build(type(p), data, section)
 
 
 def main() -> None:
