@@ -39,9 +39,8 @@ def pool_rows(manifests: list[Path], evals: pd.DataFrame) -> pd.DataFrame:
     for m in manifests:
         df = io.read_parquet(m)
         df = df[df["split"] == "train"].copy()
-        # manifests written by prepare hold paths relative to the repository root; pilot
-        # manifests hold absolute ones
-        df["path"] = [p if Path(p).is_absolute() else str((Path.cwd() / p).resolve()) for p in df["path"]]
+        # prepare's manifests hold paths relative to the repository root, where this runs
+        df["path"] = [str(Path(p).resolve()) for p in df["path"]]
         missing = [p for p in df["path"] if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(f"{m}: {len(missing)} audio files missing, e.g. {missing[0]}")
