@@ -27,6 +27,7 @@ from s6damon.config import load_params
 from s6damon.config.model import FinetuneParams
 from tasks import train as T
 from tasks.caching import run_with_outputs
+from tasks.concurrency import effective_jobs, isolate_runs, run_concurrently, threads_per_run
 
 PRETRAINED = Path("models/pretrained")
 EVAL_SPLITS = ("dev", "test", "test_open")
@@ -56,8 +57,9 @@ def scratch_recipe(p: FinetuneParams) -> FinetuneParams:
 def _train_and_score(name: str, init: Path | None, params, manifest: Path, splits,
                      recipe: FinetuneParams | None = None) -> dict:
     """Finetune one model, copy it to models/<name>, decode and score the given splits."""
+    threads = threads_per_run(params.threads, params.concurrent_runs)
     result = run_with_outputs(T.finetune, init, params.model, recipe or params.finetune, manifest, params.seed,
-                              params.threads, outputs=lambda r: [r["model_dir"]])
+                              threads, isolate=isolate_runs(params.concurrent_runs), outputs=lambda r: [r["model_dir"]])
     with io.atomic_path(Path("models") / name) as tmp:
         shutil.copytree(result["model_dir"], tmp)
     write_curve(f"plots/{name}.csv", result["history"])
@@ -66,7 +68,7 @@ def _train_and_score(name: str, init: Path | None, params, manifest: Path, split
     for split in splits:
         if split not in present:
             continue
-        hyps, score = T.evaluate(Path("models") / name, manifest, split, params.threads)
+        hyps, score = T.evaluate(Path("models") / name, manifest, split, threads)
         io.write_parquet(Path("data/hyps") / f"{name}_{split}.parquet", hyps)
         scores[split] = score
     return scores
@@ -79,10 +81,13 @@ def finetune(params_path: str = "params.yaml") -> dict:
     log = get_run_logger()
     manifest = Path(params.prepare.out_dir) / "manifest.parquet"
     init = resolve_init()
-    metrics: dict = _train_and_score("finetuned", init, params, manifest, EVAL_SPLITS)
-    # The same model and finetuning budget from random init: what pretraining buys.
-    metrics["scratch"] = _train_and_score("scratch", None, params, manifest, ("test", "test_open"),
-                                          recipe=scratch_recipe(params.finetune))
+    # The same model and finetuning budget from random init, trained beside it: what pretraining buys.
+    finetuned, scratch = run_concurrently([
+        lambda: _train_and_score("finetuned", init, params, manifest, EVAL_SPLITS),
+        lambda: _train_and_score("scratch", None, params, manifest, ("test", "test_open"),
+                                 recipe=scratch_recipe(params.finetune))], params.concurrent_runs)
+    metrics: dict = {**finetuned, "scratch": scratch}
+    metrics["concurrent_runs"] = effective_jobs(params.concurrent_runs)
     metrics["seed"] = params.seed
     metrics["init"] = str(init) if init else "random"
     io.write_json("metrics/finetune.json", metrics)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -31,6 +32,7 @@ from s6damon.config.safari import METHODS
 from s6damon.errors import InputError
 from tasks import safari as S
 from tasks.caching import run_with_outputs
+from tasks.concurrency import isolate_runs, run_concurrently, threads_per_run
 
 MODELS = Path("models/safari")
 FINETUNED = Path("models/finetuned")
@@ -47,8 +49,12 @@ def _train(method: str, level: float, init, base, params, manifest: Path) -> dic
     if base is not None:  # as paths, so the cache key hashes the files' contents
         base = {k: Path(base[k]) for k in ("model_dir", "mask_path") if base.get(k)}
     teacher = FINETUNED if sp.finetune.distill_weight > 0 else None
-    return run_with_outputs(S.train_run, method, level, init, base, params.model, sp, manifest,
-                            params.seed, params.threads, teacher, outputs=outputs)
+    try:
+        return run_with_outputs(S.train_run, method, level, init, base, params.model, sp, manifest, params.seed,
+                                threads_per_run(params.threads, params.concurrent_runs), teacher,
+                                isolate=isolate_runs(params.concurrent_runs), outputs=outputs)
+    except ValueError as err:
+        raise InputError(f"params: 'safari.sparsities' level {level} for {method}: {err}") from err
 
 
 def _row(method: str, level: float, run: dict[str, Any], params, manifest: Path) -> dict[str, Any]:
@@ -58,6 +64,44 @@ def _row(method: str, level: float, run: dict[str, Any], params, manifest: Path)
             "params": score["params"], "gflops": round(score["gflops"], 4),
             "flops_removed_actual": round(score["flops_removed_actual"], 4),
             "train_seconds": run["metrics"].get("train_seconds"), "steps": run["metrics"].get("steps")}
+
+
+Key = tuple[str, float]
+Chain = Callable[[], dict[Key, dict[str, Any]]]
+
+
+def _chains(wanted: list[str], levels: list[float], init, params, manifest: Path) -> list[Chain]:
+    """The runs of the stage as independent chains, longest first; a chain runs in order the
+    runs that continue from another: ``dense`` then ``omp`` at every level, and per level
+    ``parp_structured`` then ``parp_masked_finetune``. Each chain returns its runs by
+    ``(method, level)``."""
+    def train(method: str, level: float, base: dict[str, Any] | None = None) -> dict[str, Any]:
+        return _train(method, level, init, base, params, manifest)
+
+    def dense_then_omp() -> dict[Key, dict[str, Any]]:
+        runs = {("dense", 0.0): train("dense", 0.0)}
+        for level in levels if "omp" in wanted else []:
+            runs["omp", level] = train("omp", level, runs["dense", 0.0])
+        return runs
+
+    def parp_then_masked(level: float) -> Chain:
+        def chain() -> dict[Key, dict[str, Any]]:
+            # parp_masked_finetune needs parp_structured's result even when that row is not reported
+            runs = {("parp_structured", level): train("parp_structured", level)}
+            if "parp_masked_finetune" in wanted:
+                runs["parp_masked_finetune", level] = train("parp_masked_finetune", level, runs["parp_structured", level])
+            return runs
+        return chain
+
+    def single(method: str, level: float) -> Chain:
+        return lambda: {(method, level): train(method, level)}
+
+    chains: list[Chain] = [dense_then_omp]
+    for level in levels:
+        if "parp_structured" in wanted or "parp_masked_finetune" in wanted:
+            chains.append(parp_then_masked(level))
+        chains += [single(m, level) for m in wanted if m not in ("omp", "parp_structured", "parp_masked_finetune")]
+    return chains
 
 
 def _per_layer(run: dict[str, Any]) -> dict[str, Any]:
@@ -117,30 +161,17 @@ def safari(params_path: str = "params.yaml") -> dict[str, Any]:
     init = resolve_init() if sp.start == "pretrained" else FINETUNED
     if init is not None and not Path(init).is_dir():
         raise FileNotFoundError(f"{init}: no starting model for 'safari.start: {sp.start}' (run that stage first)")
-    dense = _train("dense", 0.0, init, None, params, manifest)
-    rows = [_row("dense", 0.0, dense, params, manifest)]
-    per_layer: dict[str, Any] = {}
     wanted = [m for m in METHODS if m in sp.methods]
-    for level in sp.sparsities:
-        runs: dict[str, dict[str, Any]] = {}
-        for method in wanted:
-            base = None
-            if method == "omp":
-                base = dense
-            elif method == "parp_masked_finetune":
-                # needs parp_structured's result even when that row is not reported
-                runs.setdefault("parp_structured", _train("parp_structured", level, init, None, params, manifest))
-                base = runs["parp_structured"]
-            if method not in runs:
-                try:
-                    runs[method] = _train(method, level, init, base, params, manifest)
-                except ValueError as err:
-                    raise InputError(f"params: 'safari.sparsities' level {level} for {method}: {err}") from err
-        for method in wanted:
-            rows.append(_row(method, level, runs[method], params, manifest))
-        if "safari" in runs:
-            per_layer[f"{level:g}"] = _per_layer(runs["safari"])
-            _export(level, runs["safari"])
+    levels = [float(level) for level in sp.sparsities]
+    runs: dict[Key, dict[str, Any]] = {}
+    for done in run_concurrently(_chains(wanted, levels, init, params, manifest), params.concurrent_runs):
+        runs.update(done)
+    order = [("dense", 0.0)] + [(m, level) for level in levels for m in wanted]
+    rows = [_row(*key, runs[key], params, manifest) for key in order]  # after training: all threads are free
+    per_layer: dict[str, Any] = {}
+    for level in levels if "safari" in wanted else []:
+        per_layer[f"{level:g}"] = _per_layer(runs["safari", level])
+        _export(level, runs["safari", level])
     metrics = {"results": rows, "per_layer": per_layer, "seed": params.seed,
                "budget": {"steps": sp.finetune.steps, "batch_seconds": sp.finetune.batch_seconds},
                "init": str(init) if init else "random"}

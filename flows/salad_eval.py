@@ -32,6 +32,7 @@ from s6damon import io
 from s6damon.config import load_params
 from tasks import salad as T
 from tasks.caching import run_with_outputs
+from tasks.concurrency import isolate_runs, run_concurrently, threads_per_run
 
 COLUMNS = ("method", "drop_ratio", "achieved_drop_ratio", "test_wer", "test_cer", "encoder_gflops",
            "flop_reduction", "encoder_latency_ms", "latency_p90_ms", "measured_speedup", "fallbacks")
@@ -60,12 +61,20 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
     base, _ = load_ctc_model(FINETUNED)
     runs = [("none", 0.0)] + [(m, float(r)) for r in s.drop_ratios for m in s.methods]
     rows, lat_runs, detector_metrics = [], [], json.loads(Path("metrics/salad_detector.json").read_text())
-    for method, ratio in runs:
+    detectors = {}
+    for method, _ in runs:
         det_path = detector_path(method.removeprefix("salad_")) if is_salad(method) else None
         if det_path is not None and not det_path.exists():
             raise FileNotFoundError(f"{det_path}: no detector (run the salad_train stage first)")
-        fin = run_with_outputs(T.drop_finetune, method, ratio, FINETUNED, det_path, params.model, s.finetune,
-                               manifest, params.seed, params.threads, outputs=lambda r: [r["model_dir"]])
+        detectors[method] = det_path
+    threads = threads_per_run(params.threads, params.concurrent_runs)
+    trained = run_concurrently([
+        lambda method=method, ratio=ratio: run_with_outputs(
+            T.drop_finetune, method, ratio, FINETUNED, detectors[method], params.model, s.finetune, manifest,
+            params.seed, threads, isolate=isolate_runs(params.concurrent_runs), outputs=lambda r: [r["model_dir"]])
+        for method, ratio in runs], params.concurrent_runs)
+    for (method, ratio), fin in zip(runs, trained, strict=True):
+        det_path = detectors[method]
         name = f"{method}_{ratio:g}"
         scores = {}
         for split in s.eval_splits:

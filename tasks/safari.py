@@ -17,6 +17,7 @@ from s6damon import io
 from s6damon.config.model import ModelParams
 from s6damon.config.safari import SafariParams
 from tasks.caching import content_cache, fingerprint
+from tasks.concurrency import call_run
 from tasks.train import TRAIN_CODE
 
 SAFARI_CODE = (*TRAIN_CODE, "s6damon/pruning", "s6damon/safari", "s6damon/config/safari.py")
@@ -37,9 +38,10 @@ def run_dir(method: str, level: float, *key: Any) -> Path:
     return RUNS / f"{method}-{level:g}" / fingerprint(method, level, *key)[:16]
 
 
-@task(cache_policy=content_cache(*SAFARI_CODE), persist_result=True)
+@task(cache_policy=content_cache(*SAFARI_CODE, exclude=("isolate",)), persist_result=True)
 def train_run(method: str, level: float, init: Path | None, base: dict[str, Path] | None, m: ModelParams,
-              sp: SafariParams, manifest: Path, seed: int, threads: int, teacher: Path | None = None) -> dict[str, Any]:
+              sp: SafariParams, manifest: Path, seed: int, threads: int, teacher: Path | None = None,
+              isolate: bool = False) -> dict[str, Any]:
     """Train one method at one FLOPs level; returns :meth:`MethodResult.to_dict`.
 
     Args:
@@ -51,25 +53,13 @@ def train_run(method: str, level: float, init: Path | None, base: dict[str, Path
             "mask_path": Path}`` (file contents are part of the cache key).
         teacher: the model every run distils from (``safari.finetune.distill_weight > 0``):
             the finetuned dense model, whatever the run starts from.
+        isolate: train in a process of its own (:mod:`tasks.concurrency`).
     """
-    from s6damon.safari import methods as M
+    from s6damon.safari.methods import run_method
 
-    ctx = _context(m, sp, manifest, seed, threads, teacher)
     folder = run_dir(method, level, init, base or {}, m, sp, manifest, seed, *([teacher] if teacher else []))
-    if method == "dense":
-        res = M.dense(ctx, init, folder)
-    elif method == "omp":
-        res = M.omp(ctx, Path(base["model_dir"]), level, folder)
-    elif method == "parp_masked_finetune":
-        parp = M.MethodResult(Path(base["model_dir"]), Path(base["mask_path"]), False, [], {})
-        res = M.parp_masked_finetune(ctx, parp, level, folder)
-    elif method == "random":
-        res = M.random_structured(ctx, init, level, folder)
-    elif method in ("safari", "parp", "parp_structured", "small_dense"):
-        res = getattr(M, method)(ctx, init, level, folder)
-    else:
-        raise ValueError(f"unknown safari method {method!r}")
-    return res.to_dict()
+    ctx = _context(m, sp, manifest, seed, threads, teacher)
+    return call_run(run_method, ctx, method, level, init, base, folder, isolate=isolate).to_dict()
 
 
 @task(cache_policy=content_cache(*SAFARI_CODE), persist_result=True)

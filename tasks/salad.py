@@ -19,6 +19,7 @@ from s6damon import io
 from s6damon.config.model import FinetuneParams, ModelParams
 from s6damon.config.salad import DetectorParams
 from tasks.caching import content_cache, fingerprint
+from tasks.concurrency import call_run
 
 SALAD_CODE = ("s6damon/salad", "s6damon/model", "s6damon/train", "s6damon/pruning/flops.py", "s6damon/text.py",
               "s6damon/io.py")
@@ -103,26 +104,22 @@ def fit_detector(labels: Path, source: str, manifest: Path, model_dir: Path, p: 
 
 def _drop_net(method: str, ratio: float, detector_path: Path | None, seed: int):
     """A function wrapping a CTC model into the token-dropping model of ``method``."""
-    from s6damon.salad.detector import load_detector
-    from s6damon.salad.methods import drop_model, is_salad
+    from s6damon.salad.methods import DropWrap
 
-    det, thr = None, None
-    if is_salad(method):
-        det, thresholds, _ = load_detector(detector_path)
-        thr = thresholds[float(ratio)]
-    return lambda model: drop_model(model, method, ratio, detector=det, threshold=thr, seed=seed)
+    return DropWrap(method, float(ratio), str(detector_path) if detector_path else None, seed)
 
 
-@task(cache_policy=content_cache(*SALAD_CODE, exclude=("progress",)), persist_result=True)
+@task(cache_policy=content_cache(*SALAD_CODE, exclude=("progress", "isolate")), persist_result=True)
 def drop_finetune(method: str, ratio: float, init: Path, detector: Path | None, m: ModelParams, p: FinetuneParams,
-                  manifest: Path, seed: int, threads: int, progress: bool = True) -> dict[str, Any]:
-    """Finetune ``init`` with ``method`` dropping ``ratio`` of the tokens (CTC on the kept ones)."""
+                  manifest: Path, seed: int, threads: int, progress: bool = True, isolate: bool = False) -> dict[str, Any]:
+    """Finetune ``init`` with ``method`` dropping ``ratio`` of the tokens (CTC on the kept ones);
+    ``isolate``: train in a process of its own (:mod:`tasks.concurrency`)."""
     from s6damon.train.finetune import finetune
 
     run_dir = RUNS / fingerprint(method, ratio, init, detector, m, p, manifest, seed)[:16]
-    result = finetune(init, m, p, _rows(manifest, ("train",)), None, run_dir / "model", run_dir / "checkpoints",
-                      seed=seed, threads=threads, wrap=_drop_net(method, ratio, detector, seed),
-                      tag=f"{method}@{ratio:g}")
+    result = call_run(finetune, init, m, p, _rows(manifest, ("train",)), None, run_dir / "model",
+                      run_dir / "checkpoints", seed=seed, threads=threads, wrap=_drop_net(method, ratio, detector, seed),
+                      tag=f"{method}@{ratio:g}", isolate=isolate)
     return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}
 
 

@@ -16,6 +16,7 @@ from prefect import task
 from s6damon import io
 from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
 from tasks.caching import content_cache, fingerprint
+from tasks.concurrency import call_run
 
 TRAIN_CODE = ("s6damon/model", "s6damon/train", "s6damon/text.py", "s6damon/io.py")
 RUNS = Path(".work/runs")
@@ -40,15 +41,16 @@ def pretrain(m: ModelParams, p: PretrainParams, manifest: Path, seed: int, threa
             "metrics": {**result["metrics"], "audio_hours_per_split": hours}}
 
 
-@task(cache_policy=content_cache(*TRAIN_CODE, exclude=("progress",)), persist_result=True)
+@task(cache_policy=content_cache(*TRAIN_CODE, exclude=("progress", "isolate")), persist_result=True)
 def finetune(init: Path | None, m: ModelParams, p: FinetuneParams, manifest: Path, seed: int,
-             threads: int, progress: bool = True) -> dict[str, Any]:
-    """CTC finetuning from ``init`` (a checkpoint folder) or from random init (``None``)."""
+             threads: int, progress: bool = True, isolate: bool = False) -> dict[str, Any]:
+    """CTC finetuning from ``init`` (a checkpoint folder) or from random init (``None``);
+    ``isolate``: train in a process of its own (:mod:`tasks.concurrency`)."""
     from s6damon.train.finetune import finetune as run
 
     run_dir = RUNS / "finetune" / fingerprint(init, m, p, manifest, seed)[:16]
-    result = run(init, m, p, _split(manifest, "train"), _split(manifest, "dev"), run_dir / "model",
-                 run_dir / "checkpoints", seed=seed, threads=threads)
+    result = call_run(run, init, m, p, _split(manifest, "train"), _split(manifest, "dev"), run_dir / "model",
+                      run_dir / "checkpoints", seed=seed, threads=threads, isolate=isolate)
     return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}
 
 

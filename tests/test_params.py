@@ -45,6 +45,8 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"safari": {"finetune": {"distill_weight": -1.0}}}, "safari.finetune.distill_weight"),
         ({"pretrain": {"splits": ["train", "test"]}}, "pretrain.splits"),  # never an evaluation split
         ({"prepare": {"synth": {"unlabeled_minutes": 5.0}}}, "prepare.synth.unlabeled_minutes"),
+        ({"concurrent_runs": 0}, "concurrent_runs"),
+        ({"concurrent_runs": 3}, "concurrent_runs"),  # more runs than threads
     ],
 )
 def test_bad_values_name_the_key(tmp_path, patch, key):

@@ -93,6 +93,7 @@ def test_killed_finetune_resumes_from_its_last_checkpoint(pipeline, prefect_serv
     root, _ = pipeline
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["finetune"].update(steps=60, checkpoint_every=3, eval_every=60)
+    params.update(concurrent_runs=2, threads=2)  # the two runs train side by side, each in its own process
     (root / "resume.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
     cmd = [sys.executable, "-m", "flows.finetune", "--params", "resume.yaml"]
@@ -101,16 +102,25 @@ def test_killed_finetune_resumes_from_its_last_checkpoint(pipeline, prefect_serv
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     ckpts: list[Path] = []
+    runs = params["concurrent_runs"]  # the finetuned model and its control train side by side
     while time.time() < deadline and proc.poll() is None:
         new_runs = set(root.glob(".work/runs/finetune/*")) - before
         ckpts = [c for run in new_runs for c in run.glob("checkpoints/step_*.pt")]
-        if ckpts:
+        if len({c.parent.parent for c in ckpts}) >= runs:  # killed once every run has a checkpoint
             break
         time.sleep(0.2)
     assert proc.poll() is None, "finetune finished before it could be killed"
     assert ckpts, "no checkpoint was written within the time limit"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # its training processes die with it: no checkpoint is written once they have had time to notice
+    time.sleep(2)
+    settled = {c: c.stat().st_mtime for run in set(root.glob(".work/runs/finetune/*")) - before
+               for c in run.glob("checkpoints/step_*.pt")}
+    time.sleep(3)
+    after = {c: c.stat().st_mtime for run in set(root.glob(".work/runs/finetune/*")) - before
+             for c in run.glob("checkpoints/step_*.pt")}
+    assert after == settled, "a training process outlived the killed flow"
 
     done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -31,6 +31,8 @@ class Params:
 
     seed: int = param(1234, minimum=0, help="global random seed, recorded in every metrics file")
     threads: int = param(2, minimum=1, help="torch intra-op threads for training and inference")
+    concurrent_runs: int = param(2, minimum=1, help="training runs of one stage trained at once, each in its own "
+                                                   "process on threads // concurrent_runs threads")
     prepare: PrepareParams = dataclasses.field(default_factory=PrepareParams)
     align: AlignParams = dataclasses.field(default_factory=AlignParams)
     model: ModelParams = dataclasses.field(default_factory=ModelParams)
@@ -43,6 +45,9 @@ class Params:
     evaluate: EvaluateParams = dataclasses.field(default_factory=EvaluateParams)
 
     def check(self) -> None:
+        if self.concurrent_runs > self.threads:
+            raise ParamsError(f"params: 'concurrent_runs' ({self.concurrent_runs}) must not exceed 'threads' "
+                              f"({self.threads}): each run gets threads // concurrent_runs torch threads")
         if self.finetune.distill_weight > 0:
             # the finetune stage trains the dense model that salad/safari distil from
             raise ParamsError("params: 'finetune.distill_weight' must be 0: the finetune stage has no teacher "

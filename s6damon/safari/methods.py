@@ -188,3 +188,30 @@ def parp_masked_finetune(ctx: RunContext, parp_result: MethodResult, level: floa
         raise ValueError("parp_masked_finetune needs a parp_structured result (a structured mask)")
     return _masked(ctx, parp_result.model_dir, load_mask(parp_result.mask_path), run_dir,
                    f"parp_masked_finetune-{level}", stop_at)
+
+
+def run_method(ctx: RunContext, method: str, level: float, init: Path | None, base: dict[str, Path] | None,
+               run_dir: Path) -> MethodResult:
+    """Train ``method`` at ``level``: the one entry point the safari stage calls (in a process
+    of its own, :func:`s6damon.parallel.call_in_subprocess`).
+
+    Args:
+        method: ``dense`` or one of :data:`s6damon.config.safari.METHODS`.
+        init: the model the run starts from (None = random init).
+        base: the run this one continues from — the ``dense`` result for ``omp``, the
+            ``parp_structured`` result for ``parp_masked_finetune``: ``{"model_dir", "mask_path"}``.
+    """
+    if method == "dense":
+        return dense(ctx, init, run_dir)
+    if method in ("omp", "parp_masked_finetune") and not base:
+        raise ValueError(f"{method} continues from another run; none was given")
+    if method == "omp":
+        return omp(ctx, Path(base["model_dir"]), level, run_dir)
+    if method == "parp_masked_finetune":
+        parp_result = MethodResult(Path(base["model_dir"]), Path(base["mask_path"]), False, [], {})
+        return parp_masked_finetune(ctx, parp_result, level, run_dir)
+    if method == "random":
+        return random_structured(ctx, init, level, run_dir)
+    if method in ("safari", "parp", "parp_structured", "small_dense"):
+        return globals()[method](ctx, init, level, run_dir)
+    raise ValueError(f"unknown safari method {method!r}")

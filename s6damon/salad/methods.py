@@ -8,13 +8,15 @@ training, decoding, FLOP counting and latency measurement are the same code for 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
 from s6damon.pruning.flops import flops_from_sizes, model_sizes
 from s6damon.salad.baselines import BaselinePolicy
-from s6damon.salad.detector import SaliencyDetector, detector_flops
+from s6damon.salad.detector import SaliencyDetector, detector_flops, load_detector
 from s6damon.salad.dropping import TokenDropCTC
 from s6damon.salad.frames import conv_layout, num_frames
 from s6damon.timing import round_robin, summary_ms
@@ -44,6 +46,27 @@ def drop_model(model: nn.Module, method: str, drop_ratio: float, *, detector: Sa
         return TokenDropCTC(model, detector=detector, threshold=threshold)
     kernel, stride = conv_layout(model.config)
     return TokenDropCTC(model, policy=BaselinePolicy(method, drop_ratio, kernel, stride, seed=seed))
+
+
+@dataclass(frozen=True)
+class DropWrap:
+    """``model -> drop_model(model, method, ratio, ...)`` with the detector read from a file.
+
+    A picklable ``wrap`` for :func:`s6damon.train.finetune.finetune`, so a run can train in a
+    process of its own (:func:`s6damon.parallel.call_in_subprocess`).
+    """
+
+    method: str
+    ratio: float
+    detector_path: str | None = None  # a saved detector (SALAD methods): its threshold for ``ratio`` is used
+    seed: int = 0
+
+    def __call__(self, model: nn.Module) -> TokenDropCTC:
+        det, thr = None, None
+        if is_salad(self.method):
+            det, thresholds, _ = load_detector(self.detector_path)
+            thr = thresholds[float(self.ratio)]
+        return drop_model(model, self.method, self.ratio, detector=det, threshold=thr, seed=self.seed)
 
 
 def dropped_flops(model: nn.Module, seconds: float, num_tokens: int, detector: SaliencyDetector | None = None,
