@@ -140,3 +140,20 @@ def test_runs_inside_a_flow_are_cached_task_runs(prefect_server):
     CALLS.clear()
     assert _squares(4, salt) == first  # every run comes from the task cache
     assert CALLS == []
+
+
+def test_concurrent_runs_benchmark_writes_both_modes(tiny_spine, tmp_path, monkeypatch):
+    """bench.concurrent_runs on the tiny spine: both modes, both runs, a speedup."""
+    import json
+
+    from bench.concurrent_runs import main
+
+    root, _ = tiny_spine
+    monkeypatch.chdir(root)
+    out = tmp_path / "concurrent_runs.json"
+    main(["--steps", "2", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert [r["mode"] for r in result["rounds"]] == ["sequential", "concurrent"]
+    assert [r["threads_per_run"] for r in result["rounds"]] == [2, 1]
+    assert all([x["init"] for x in r["runs"]] == ["pretrained", "scratch"] for r in result["rounds"])
+    assert result["speedup"] > 0
