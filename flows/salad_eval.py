@@ -67,11 +67,11 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
         if det_path is not None and not det_path.exists():
             raise FileNotFoundError(f"{det_path}: no detector (run the salad_train stage first)")
         detectors[method] = det_path
-    threads = threads_per_run(params.threads, params.concurrent_runs)
+    threads, isolate = threads_per_run(params.threads, params.concurrent_runs), isolate_runs(params.concurrent_runs)
     trained = run_concurrently([
         lambda method=method, ratio=ratio: run_with_outputs(
             T.drop_finetune, method, ratio, FINETUNED, detectors[method], params.model, s.finetune, manifest,
-            params.seed, threads, isolate=isolate_runs(params.concurrent_runs), outputs=lambda r: [r["model_dir"]])
+            params.seed, threads, isolate=isolate, outputs=lambda r: [r["model_dir"]])
         for method, ratio in runs], params.concurrent_runs)
     for (method, ratio), fin in zip(runs, trained, strict=True):
         det_path = detectors[method]

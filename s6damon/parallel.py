@@ -32,7 +32,7 @@ def fork_pool(jobs: int) -> Pool:
 
 #: Imported once by the fork server, so a training subprocess starts in milliseconds instead of
 #: importing torch and transformers anew (~5 s of CPU each; a stage may start dozens of runs).
-PRELOAD = ("__main__", "torch", "transformers", "s6damon.train.finetune", "s6damon.train.pretrain", "s6damon.salad.methods",
+PRELOAD = ("__main__", "torch", "transformers", "s6damon.train.finetune", "s6damon.salad.methods",
            "s6damon.safari.methods")
 
 

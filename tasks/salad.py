@@ -102,23 +102,17 @@ def fit_detector(labels: Path, source: str, manifest: Path, model_dir: Path, p: 
     return {"path": str(dest), "metrics": res["metrics"], "thresholds": res["thresholds"], "history": res["history"]}
 
 
-def _drop_net(method: str, ratio: float, detector_path: Path | None, seed: int):
-    """A function wrapping a CTC model into the token-dropping model of ``method``."""
-    from s6damon.salad.methods import DropWrap
-
-    return DropWrap(method, float(ratio), str(detector_path) if detector_path else None, seed)
-
-
 @task(cache_policy=content_cache(*SALAD_CODE, exclude=("progress", "isolate")), persist_result=True)
 def drop_finetune(method: str, ratio: float, init: Path, detector: Path | None, m: ModelParams, p: FinetuneParams,
                   manifest: Path, seed: int, threads: int, progress: bool = True, isolate: bool = False) -> dict[str, Any]:
     """Finetune ``init`` with ``method`` dropping ``ratio`` of the tokens (CTC on the kept ones);
     ``isolate``: train in a process of its own (:mod:`tasks.concurrency`)."""
+    from s6damon.salad.methods import DropWrap
     from s6damon.train.finetune import finetune
 
     run_dir = RUNS / fingerprint(method, ratio, init, detector, m, p, manifest, seed)[:16]
     result = call_run(finetune, init, m, p, _rows(manifest, ("train",)), None, run_dir / "model",
-                      run_dir / "checkpoints", seed=seed, threads=threads, wrap=_drop_net(method, ratio, detector, seed),
+                      run_dir / "checkpoints", seed=seed, threads=threads, wrap=DropWrap(method, ratio, detector, seed),
                       tag=f"{method}@{ratio:g}", isolate=isolate)
     return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}
 
@@ -130,11 +124,12 @@ def evaluate_drop(model_dir: Path, method: str, ratio: float, detector: Path | N
     import torch
 
     from s6damon.model.factory import load_ctc_model
+    from s6damon.salad.methods import DropWrap
     from s6damon.train.evaluate import score, transcribe
 
     torch.set_num_threads(threads)
     model, tok = load_ctc_model(model_dir)
-    net = _drop_net(method, ratio, detector, seed)(model)
+    net = DropWrap(method, ratio, detector, seed)(model)
     hyps = transcribe(net, tok, _rows(manifest, (split,)))
     stats = net.stats
     return hyps, {**score(hyps), "achieved_drop_ratio": stats["drop_ratio"], "fallbacks": stats["fallbacks"]}
@@ -152,7 +147,7 @@ def measure_latency(runs: list[dict[str, Any]], manifest: Path, seconds: float, 
     import torch
 
     from s6damon.model.factory import load_ctc_model
-    from s6damon.salad.methods import compare_latency, latency_input
+    from s6damon.salad.methods import DropWrap, compare_latency, latency_input
     from s6damon.train.data import load_audio
 
     torch.set_num_threads(threads)
@@ -162,5 +157,5 @@ def measure_latency(runs: list[dict[str, Any]], manifest: Path, seconds: float, 
     for r in runs:
         model, _ = load_ctc_model(r["model_dir"])
         det = Path(r["detector"]) if r["detector"] else None
-        nets[r["name"]] = _drop_net(r["method"], r["ratio"], det, seed)(model)
+        nets[r["name"]] = DropWrap(r["method"], r["ratio"], det, seed)(model)
     return compare_latency(nets, wave, repeats)

@@ -9,6 +9,7 @@ training, decoding, FLOP counting and latency measurement are the same code for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ class DropWrap:
 
     method: str
     ratio: float
-    detector_path: str | None = None  # a saved detector (SALAD methods): its threshold for ``ratio`` is used
+    detector_path: str | Path | None = None  # a saved detector (SALAD methods): its threshold for ``ratio`` is used
     seed: int = 0
 
     def __call__(self, model: nn.Module) -> TokenDropCTC:
