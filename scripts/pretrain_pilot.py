@@ -11,21 +11,26 @@ Usage::
 
     .venv/bin/python scripts/pretrain_pilot.py --out /tmp/pt_pool \\
         --pool data/corpus/manifest.parquet /tmp/corpus180/manifest.parquet --set steps=1800
+    .venv/bin/python scripts/pretrain_pilot.py --out /tmp/pt_hubert --pool data/corpus/manifest.parquet \\
+        --objective hubert --hubert clusters=100
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune_pilot import override  # noqa: E402  (this folder is on sys.path when run as a script)
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
+from s6damon.ssl.hubert import HubertParams, pretrain_hubert  # noqa: E402
 from s6damon.train.pretrain import pretrain  # noqa: E402
 
 
@@ -51,6 +56,19 @@ def pool_rows(manifests: list[Path], evals: pd.DataFrame) -> pd.DataFrame:
     return pool[keep].reset_index(drop=True)
 
 
+def hubert_params(assignments: list[str]) -> HubertParams:
+    """``HubertParams`` with ``key=value`` assignments (YAML values) applied; an unknown key or
+    a bad value raises an error naming it."""
+    fields = {f.name for f in dataclasses.fields(HubertParams)}
+    data = {}
+    for kv in assignments:
+        key, sep, value = kv.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--hubert {kv!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
+        data[key] = yaml.safe_load(value)
+    return HubertParams(**data)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -59,6 +77,10 @@ def main() -> None:
                     help="manifest whose evaluation texts and voices are kept out of the pool")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pretrain.KEY override")
+    ap.add_argument("--objective", choices=["wav2vec2", "hubert"], default="wav2vec2",
+                    help="contrastive (the pretrain stage's) or masked prediction of MFCC clusters")
+    ap.add_argument("--hubert", action="append", default=[], metavar="KEY=VALUE",
+                    help="HubertParams override (s6damon/ssl/hubert.py), with --objective hubert")
     args = ap.parse_args()
 
     params = load_params(args.params)
@@ -67,9 +89,16 @@ def main() -> None:
     hours = (pool.groupby("voice")["duration"].sum() / 3600).round(3).sort_values(ascending=False)
     print(f"pool: {len(pool)} utterances, {pool['duration'].sum() / 3600:.2f} h")
     print(hours.to_string())
-    res = pretrain(params.model, recipe, pool, args.out / "model", args.out / "ckpt", params.seed, params.threads)
+    if args.objective == "hubert":
+        h = hubert_params(args.hubert)
+        res = pretrain_hubert(params.model, recipe, h, pool, args.out / "model", args.out / "ckpt", params.seed,
+                              params.threads)
+    else:
+        res = pretrain(params.model, recipe, pool, args.out / "model", args.out / "ckpt", params.seed,
+                       params.threads)
     io.write_json(args.out / "summary.json", {
-        "pool": [str(p) for p in args.pool], "overrides": args.set, "seed": params.seed,
+        "pool": [str(p) for p in args.pool], "objective": args.objective, "overrides": args.set,
+        "hubert_overrides": args.hubert, "seed": params.seed,
         "utterances": len(pool), "hours": round(float(pool["duration"].sum()) / 3600, 3),
         "hours_per_voice": hours.to_dict(), "train": res["metrics"]})
     print(res["metrics"])

@@ -52,3 +52,13 @@ def test_pool_leaves_out_evaluation_texts_and_unseen_voices(tmp_path):
     ])
     pool = pool_rows([evals, extra], pd.read_parquet(evals))
     assert sorted(pool["text"]) == ["open the door", "turn on the light"]
+
+
+def test_hubert_overrides_are_validated():
+    from pretrain_pilot import hubert_params
+
+    assert hubert_params(["clusters=50", "temperature=0.2"]).clusters == 50
+    with pytest.raises(ValueError, match="'cluster=5'"):
+        hubert_params(["cluster=5"])
+    with pytest.raises(ValueError, match="clusters must be >= 2"):
+        hubert_params(["clusters=1"])

@@ -1,0 +1,283 @@
+"""HuBERT-style SSL pretraining: masked prediction of k-means clusters of MFCC frames.
+
+HuBERT's first iteration (Hsu et al., 2021): every 20 ms frame gets the label of its nearest
+k-means centroid of MFCC + delta + delta-delta features (per-utterance mean/variance
+normalised); spans of encoder tokens are masked as in wav2vec 2.0 and the transformer must
+predict the cluster of each masked token (cross-entropy over cosine similarities between a
+projection of its output and one learned embedding per cluster). Unlike the contrastive
+objective (:mod:`s6damon.train.pretrain`) the targets are fixed before training and hold
+little of the speaker's timbre once normalised, which is what the unseen test voices need.
+
+The model is the same ``Wav2Vec2ForPreTraining`` as the contrastive objective's (its
+quantiser stays untrained and unused), so the saved folder loads everywhere a pretrained
+model does; the prediction head lives only in the training checkpoints.
+
+MFCC frames are cut with the encoder's own geometry — window = the conv stack's receptive
+field, hop = its total stride, no padding at the edges — so frame ``i`` of the features is
+exactly the span of audio that encoder token ``i`` sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import torchaudio
+from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
+from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
+
+from s6damon.config.model import ModelParams, PretrainParams
+from s6damon.io import atomic_path
+from s6damon.model.factory import count_parameters, save_model, unwrap
+from s6damon.model.vocab import build_tokenizer
+from s6damon.train import checkpoint as ck
+from s6damon.train import distributed as dd
+from s6damon.train.data import SAMPLE_RATE, AudioSet, Batch, normalise_wave
+from s6damon.train.evaluate import model_inputs
+from s6damon.train.loop import LoopConfig, run_loop
+# one model builder and one feature-gradient scaling for both SSL objectives
+from s6damon.train.pretrain import _scale_feature_grad, build_pretraining_model
+
+
+@dataclasses.dataclass(frozen=True)
+class HubertParams:
+    """Settings of the masked-prediction objective (HuBERT's first iteration)."""
+
+    clusters: int = 100
+    """k-means clusters = prediction targets (HuBERT: 100 on MFCCs)."""
+    kmeans_minutes: float = 30.0
+    """audio (minutes, drawn at random from the pretraining pool) the centroids are fitted on."""
+    kmeans_iters: int = 100
+    """most Lloyd iterations of the k-means fit."""
+    final_dim: int = 128
+    """dimension of the projection compared with the cluster embeddings."""
+    temperature: float = 0.1
+    """softmax temperature of the cosine-similarity logits."""
+    unmasked_weight: float = 0.0
+    """weight of the loss on unmasked tokens (HuBERT: 0, masked tokens only)."""
+
+    def __post_init__(self) -> None:
+        if self.clusters < 2:
+            raise ValueError("hubert: clusters must be >= 2")
+        if self.kmeans_minutes <= 0 or self.kmeans_iters < 1 or self.final_dim < 1 or self.temperature <= 0:
+            raise ValueError("hubert: kmeans_minutes, kmeans_iters, final_dim and temperature must be positive")
+        if self.unmasked_weight < 0:
+            raise ValueError("hubert: unmasked_weight must be >= 0")
+
+
+def frame_geometry(config: Wav2Vec2Config) -> tuple[int, int]:
+    """``(window, hop)`` in samples of one encoder token: the conv stack's receptive field and
+    its total stride (400 and 320 for the wav2vec 2.0 layout)."""
+    window, hop = 1, 1
+    for k, s in zip(config.conv_kernel, config.conv_stride):
+        window += (k - 1) * hop
+        hop *= s
+    return window, hop
+
+
+def mfcc_features(wave: torch.Tensor | np.ndarray, window: int, hop: int) -> torch.Tensor:
+    """``(frames, 39)`` MFCC + delta + delta-delta, mean/variance normalised over the utterance.
+
+    ``frames = 1 + (len(wave) - window) // hop`` (the encoder's token count); a waveform
+    shorter than one window gives ``(0, 39)``. The scale of ``wave`` does not matter: a gain
+    only shifts log energies, which the normalisation removes.
+    """
+    x = torch.as_tensor(wave, dtype=torch.float32).flatten()
+    if len(x) < window:
+        return torch.zeros(0, 39)
+    mf = torchaudio.compliance.kaldi.mfcc(
+        x[None] * 32768.0, sample_frequency=SAMPLE_RATE, frame_length=1000.0 * window / SAMPLE_RATE,
+        frame_shift=1000.0 * hop / SAMPLE_RATE, num_ceps=13, dither=0.0, snip_edges=True,
+        round_to_power_of_two=True)
+    d1 = torchaudio.functional.compute_deltas(mf.T[None])[0]
+    d2 = torchaudio.functional.compute_deltas(d1[None])[0]
+    feats = torch.cat([mf, d1.T, d2.T], dim=1)
+    return (feats - feats.mean(0)) / (feats.std(0, unbiased=False) + 1e-5)
+
+
+def fit_kmeans(waves: list[np.ndarray], h: HubertParams, window: int, hop: int, seed: int
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Centroids ``(clusters, 39)`` of the MFCC frames of ``waves`` (scikit-learn k-means++ +
+    Lloyd), and fit statistics (frames, mean squared distance to the nearest centroid)."""
+    from sklearn.cluster import KMeans  # only this objective needs scikit-learn
+
+    feats = torch.cat([mfcc_features(w, window, hop) for w in waves]).numpy().astype(np.float64)
+    if len(feats) < h.clusters:
+        raise ValueError(f"hubert: {len(feats)} MFCC frames cannot make {h.clusters} clusters; "
+                         "raise hubert.kmeans_minutes or lower hubert.clusters")
+    km = KMeans(n_clusters=h.clusters, init="k-means++", n_init=1, max_iter=h.kmeans_iters, random_state=seed)
+    km.fit(feats)
+    stats = {"kmeans_frames": int(len(feats)), "kmeans_inertia_per_frame": float(km.inertia_ / len(feats)),
+             "kmeans_iterations": int(km.n_iter_)}
+    return torch.from_numpy(km.cluster_centers_).float(), stats
+
+
+def assign_clusters(feats: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest centroid of every row of ``feats``."""
+    return torch.cdist(feats, centroids).argmin(dim=1)
+
+
+def cluster_targets(batch: Batch, frames: int, centroids: torch.Tensor, window: int, hop: int) -> torch.Tensor:
+    """``(B, frames)`` cluster ids of every encoder token of a batch, -100 beyond each
+    utterance's end. Computed from the batch's own (speed-perturbed, cropped) audio."""
+    out = torch.full((len(batch.index), frames), -100, dtype=torch.long)
+    lengths = batch.attention_mask.sum(dim=1).tolist()
+    for i, n in enumerate(lengths):
+        feats = mfcc_features(batch.input_values[i, : int(n)].detach().cpu(), window, hop)
+        if len(feats):
+            ids = assign_clusters(feats, centroids)[:frames]
+            out[i, : len(ids)] = ids
+    return out.to(batch.input_values.device)
+
+
+class MaskedPrediction(torch.nn.Module):
+    """A wav2vec 2.0 pretraining model with HuBERT's prediction head.
+
+    ``forward`` masks the given tokens (the model's learned mask embedding), runs the
+    transformer and returns ``(B, T, clusters)`` logits: cosine similarity between a
+    projection of each output and each cluster's embedding, over the temperature.
+    """
+
+    def __init__(self, ssl: Wav2Vec2ForPreTraining, h: HubertParams) -> None:
+        super().__init__()
+        self.ssl = ssl
+        self.temperature = h.temperature
+        self.final_proj = torch.nn.Linear(ssl.config.hidden_size, h.final_dim)
+        self.cluster_embeddings = torch.nn.Parameter(torch.empty(h.clusters, h.final_dim).uniform_(-1.0, 1.0))
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                mask_time_indices: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.ssl.wav2vec2(input_values, attention_mask=attention_mask,
+                                   mask_time_indices=mask_time_indices).last_hidden_state
+        z = F.normalize(self.final_proj(hidden).float(), dim=-1)
+        e = F.normalize(self.cluster_embeddings, dim=-1)
+        return z @ e.T / self.temperature
+
+
+def masked_prediction_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                           unmasked_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy per masked token (plus ``unmasked_weight`` × the same on unmasked tokens)
+    and the share of masked / unmasked tokens whose top cluster is the target."""
+    valid = targets >= 0
+    logs: dict[str, float] = {}
+    total = logits.new_zeros(())
+    for name, sel, weight in (("masked", valid & mask, 1.0), ("unmasked", valid & ~mask, unmasked_weight)):
+        n = int(sel.sum())
+        if n == 0:
+            continue
+        lg, tg = logits[sel], targets[sel]
+        ce = F.cross_entropy(lg, tg)
+        logs[f"{name}_loss"] = float(ce.detach())
+        logs[f"{name}_accuracy"] = float((lg.detach().argmax(-1) == tg).float().mean())
+        if weight > 0:
+            total = total + weight * ce
+    logs["loss"] = float(total.detach())
+    return total, logs
+
+
+def _pool_waves(data: AudioSet, minutes: float, seed: int) -> list[np.ndarray]:
+    """Normalised waveforms of randomly drawn pool utterances, up to ``minutes`` of audio."""
+    order = np.random.default_rng(seed).permutation(len(data))
+    waves, total = [], 0.0
+    for i in order:
+        if total >= minutes * 60:
+            break
+        w = data.wave(int(i))
+        waves.append(normalise_wave(w))
+        total += len(w) / SAMPLE_RATE
+    return waves
+
+
+def load_or_fit_centroids(data: AudioSet, h: HubertParams, window: int, hop: int, seed: int,
+                          ckpt_dir: str | Path, fp: str) -> tuple[torch.Tensor, dict[str, float]]:
+    """The run's centroids: read from ``ckpt_dir`` when a run with the same fingerprint fitted
+    them (a resumed run must keep its targets), else fitted and written there atomically."""
+    path = Path(ckpt_dir) / "kmeans.pt"
+    if path.is_file():
+        blob = torch.load(path, weights_only=True)
+        if blob.get("fingerprint") == fp:
+            return blob["centroids"], blob["stats"]
+    centroids, stats = fit_kmeans(_pool_waves(data, h.kmeans_minutes, seed), h, window, hop, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"fingerprint": fp, "centroids": centroids, "stats": stats}, tmp)
+    return centroids, stats
+
+
+def mask_tokens(model: Wav2Vec2ForPreTraining, batch: Batch, mask_prob: float, mask_length: int
+                ) -> tuple[torch.Tensor, int]:
+    """``(B, T')`` spans of tokens to mask (never past an utterance's end; NumPy global RNG as
+    in Hugging Face) and the token count ``T'``."""
+    b, t = batch.input_values.shape
+    frames = int(model._get_feat_extract_output_lengths(torch.tensor(t)))
+    valid = model._get_feature_vector_attention_mask(frames, batch.attention_mask)
+    mask = _compute_mask_indices((b, frames), mask_prob, mask_length, attention_mask=valid, min_masks=2)
+    mask = mask & valid.bool().cpu().numpy()
+    return torch.from_numpy(mask).to(batch.input_values.device), frames
+
+
+def pretrain_hubert(m: ModelParams, p: PretrainParams, h: HubertParams, train: pd.DataFrame,
+                    out_dir: str | Path, ckpt_dir: str | Path, seed: int, threads: int, *,
+                    init: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
+    """Pretrain with masked prediction of MFCC clusters and save the model as a HF folder.
+
+    Same contract as :func:`s6damon.train.pretrain.pretrain` (``p`` supplies the optimiser,
+    batching, masking, speed perturbation and ``feature_grad_mult``; its contrastive settings
+    are unused), plus ``h``. The k-means centroids are fitted once per run, before the first
+    step, on ``h.kmeans_minutes`` of the pool, and kept in ``ckpt_dir`` for resumption.
+
+    Returns:
+        ``{"history", "metrics", "stopped_early"}``; history entries log the loss and the
+        accuracy of the predicted cluster on masked and unmasked tokens.
+    """
+    torch.set_num_threads(threads)
+    env = dd.setup(m.device)
+    if len(train) == 0:
+        raise ValueError("pretrain: the training manifest is empty")
+    ck.seed_everything(seed)
+    ssl = build_pretraining_model(m, p, init)
+    _scale_feature_grad(ssl, p.feature_grad_mult)
+    window, hop = frame_geometry(ssl.config)
+    data = AudioSet(train)
+    fp = ck.fingerprint("pretrain_hubert", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p),
+                        dataclasses.asdict(h), seed, list(train["path"]), env.world_size)
+    centroids, kstats = load_or_fit_centroids(data, h, window, hop, seed, ckpt_dir, fp)
+    ck.seed_everything(seed)  # the head starts the same whether the centroids were fitted or loaded
+    model = MaskedPrediction(ssl, h)
+    model.train()
+    max_samples = int(p.max_seconds * SAMPLE_RATE)
+    data.durations = np.minimum(data.durations, p.max_seconds)  # batches are sized by the cropped length
+
+    def batch_fn(rows: list[int], step: int) -> Batch:
+        return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]), p.speed_perturb)
+
+    def step_fn(net: torch.nn.Module, batch: Batch, step: int):
+        inner = unwrap(net)
+        mask, frames = mask_tokens(inner.ssl, batch, p.mask_time_prob, p.mask_time_length)
+        targets = cluster_targets(batch, frames, centroids, window, hop)
+        logits = net(**model_inputs(inner.ssl, batch), mask_time_indices=mask)
+        return masked_prediction_loss(logits, targets, mask, h.unmasked_weight)
+
+    cfg = LoopConfig(steps=p.steps, learning_rate=p.learning_rate, warmup_steps=p.warmup_steps, schedule=p.schedule,
+                     weight_decay=p.weight_decay, grad_clip=p.grad_clip, batch_seconds=p.batch_seconds,
+                     log_every=p.log_every, checkpoint_every=p.checkpoint_every, progress=p.progress,
+                     desc="pretrain (hubert)")
+    res = run_loop(model, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, stop_at=stop_at)
+    last = res.history[-1] if res.history else {}
+    metrics = {
+        "objective": "hubert", "steps": res.steps_done, "resumed_from": res.resumed_from,
+        "train_seconds": round(res.seconds, 2), "audio_seconds_per_second": round(res.throughput, 2),
+        "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2),
+        "parameters": count_parameters(ssl), **kstats,
+        **{f"final_{k}": last.get(k) for k in ("loss", "masked_accuracy", "unmasked_accuracy")},
+        "world_size": env.world_size,
+    }
+    if not res.stopped_early and env.is_main:
+        save_model(ssl, build_tokenizer(), out_dir)
+    dd.barrier(env)
+    return {"history": res.history, "metrics": metrics, "stopped_early": res.stopped_early}

@@ -1,0 +1,108 @@
+"""HuBERT-style masked prediction: frame geometry, targets, loss, and a resumable run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import Wav2Vec2ForPreTraining
+
+from s6damon.model.factory import build_config, load_ctc_model
+from s6damon.model.vocab import build_tokenizer
+from s6damon.ssl.hubert import (
+    HubertParams,
+    cluster_targets,
+    frame_geometry,
+    masked_prediction_loss,
+    mfcc_features,
+    pretrain_hubert,
+)
+from s6damon.train.data import collate
+from _train_fixtures import make_manifest, tiny_params
+
+H = HubertParams(clusters=8, kmeans_minutes=1.0, kmeans_iters=20, final_dim=16)
+
+
+def test_mfcc_frames_are_the_encoder_tokens():
+    m, _, _ = tiny_params()
+    cfg = build_config(m, len(build_tokenizer()))
+    model = Wav2Vec2ForPreTraining(cfg)
+    window, hop = frame_geometry(cfg)
+    for n in (window - 1, window, 4000, 16000, 16123):
+        want = max(0, int(model._get_feat_extract_output_lengths(torch.tensor(n))))
+        assert mfcc_features(torch.randn(n), window, hop).shape == (want, 39), n
+    default = build_config(dataclasses.replace(m, conv_kernel=[10, 3, 3, 3, 3, 2, 2],
+                                               conv_stride=[5, 2, 2, 2, 2, 2, 2],
+                                               conv_dim=[8] * 7), 4)
+    assert frame_geometry(default) == (400, 320)  # 25 ms window, 20 ms hop
+
+
+def test_mfcc_features_are_normalised_and_gain_invariant():
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32))
+    a, b = mfcc_features(wave, 400, 320), mfcc_features(0.1 * wave, 400, 320)
+    torch.testing.assert_close(a.mean(0), torch.zeros(39), atol=1e-4, rtol=0)
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=0)
+
+
+def test_cluster_targets_follow_each_utterance_and_pad():
+    rng = np.random.default_rng(1)
+    waves = [rng.standard_normal(n).astype(np.float32) for n in (16000, 6400)]
+    batch = collate(waves)
+    centroids = torch.randn(5, 39)
+    t = cluster_targets(batch, 49, centroids, 400, 320)
+    assert t.shape == (2, 49)
+    assert (t[0] >= 0).all()                       # 1 + (16000 - 400) // 320 = 49 frames
+    assert (t[1, :19] >= 0).all() and (t[1, 19:] == -100).all()   # 6400 samples: 19 frames
+    own = torch.cdist(mfcc_features(batch.input_values[1, :6400], 400, 320), centroids).argmin(1)
+    assert torch.equal(t[1, :19], own)
+
+
+def test_masked_prediction_loss_counts_masked_tokens_only():
+    targets = torch.tensor([[0, 1, 2, -100]])
+    mask = torch.tensor([[True, True, False, False]])
+    logits = torch.full((1, 4, 3), -10.0)
+    logits[0, 0, 0] = logits[0, 1, 1] = 10.0      # masked tokens right
+    logits[0, 2, 0] = 10.0                        # the unmasked token wrong
+    loss, logs = masked_prediction_loss(logits, targets, mask, unmasked_weight=0.0)
+    assert logs["masked_accuracy"] == 1.0 and logs["unmasked_accuracy"] == 0.0
+    assert float(loss) < 1e-6
+    loss_w, _ = masked_prediction_loss(logits, targets, mask, unmasked_weight=0.5)
+    assert float(loss_w) == pytest.approx(0.5 * logs["unmasked_loss"], rel=1e-5)
+
+
+def test_pretrain_hubert_saves_a_loadable_model_and_resumes_exactly(tmp_path):
+    m, pp, _ = tiny_params()
+    pp = dataclasses.replace(pp, steps=4, checkpoint_every=2)
+    df = make_manifest(tmp_path / "wav", 8)
+    full = pretrain_hubert(m, pp, H, df, tmp_path / "full", tmp_path / "ck_full", seed=3, threads=1)
+    assert [h["step"] for h in full["history"]] == [2, 4]
+    assert all(math.isfinite(h["loss"]) and 0 <= h["masked_accuracy"] <= 1 for h in full["history"])
+    assert full["metrics"]["objective"] == "hubert" and full["metrics"]["kmeans_frames"] >= H.clusters
+    assert (tmp_path / "ck_full" / "kmeans.pt").is_file()
+    ctc, _ = load_ctc_model(tmp_path / "full")    # what the finetune stage loads
+    assert ctc.config.model_type == "wav2vec2"
+
+    assert pretrain_hubert(m, pp, H, df, tmp_path / "res", tmp_path / "ck_res", seed=3, threads=1,
+                           stop_at=3)["stopped_early"]
+    assert not (tmp_path / "res").exists()
+    res = pretrain_hubert(m, pp, H, df, tmp_path / "res", tmp_path / "ck_res", seed=3, threads=1)
+    assert res["metrics"]["resumed_from"] == 2
+    a = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "full").state_dict()
+    b = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "res").state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_pretrain_hubert_rejects_too_little_audio_for_the_clusters(tmp_path):
+    m, pp, _ = tiny_params()
+    df = make_manifest(tmp_path / "wav", 1)
+    with pytest.raises(ValueError, match="kmeans_minutes"):
+        pretrain_hubert(m, pp, dataclasses.replace(H, clusters=500), df, tmp_path / "o", tmp_path / "ck",
+                        seed=1, threads=1)
