@@ -5,7 +5,9 @@ transcripts unused) form the pool; rows whose transcript is an evaluation text o
 ``--eval`` are left out, and so are the evaluation voices (no test speaker's audio is
 pretrained on, labelled or not). ``pretrain`` params are overridden on the command line.
 Writes ``<out>/model`` (a checkpoint folder for ``scripts/finetune_pilot.py --init``) and
-``<out>/summary.json`` (pool size per voice family, training metrics).
+``<out>/summary.json`` (pool size per voice family, training metrics; with ``--objective
+hubert`` also how well the k-means targets predict the true phones, on the pool and on the
+test voices).
 
 Usage::
 
@@ -23,14 +25,22 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
+from transformers import Wav2Vec2Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune_pilot import override  # noqa: E402  (this folder is on sys.path when run as a script)
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
-from s6damon.ssl.hubert import HubertParams, pretrain_hubert  # noqa: E402
+from s6damon.ssl.hubert import (  # noqa: E402
+    HubertParams,
+    frame_geometry,
+    label_frames,
+    pretrain_hubert,
+    target_quality,
+)
 from s6damon.train.pretrain import pretrain  # noqa: E402
 
 
@@ -54,6 +64,25 @@ def pool_rows(manifests: list[Path], evals: pd.DataFrame) -> pd.DataFrame:
     keep = ~pool["text"].isin(eval_texts)
     keep &= ~pool["voice"].isin(eval_voices)
     return pool[keep].reset_index(drop=True)
+
+
+def target_report(kmeans: Path, pool: pd.DataFrame, evals: pd.DataFrame, truth: Path, model: Path) -> dict:
+    """Phone purity and PNMI of the run's k-means targets against the synthesiser's phone
+    timings: on the pool (utterances with timings) and on the test split, per test voice."""
+    centroids = torch.load(kmeans, weights_only=True)["centroids"]
+    window, hop = frame_geometry(Wav2Vec2Config.from_pretrained(model))
+    phones = io.read_parquet(truth)
+    out = {}
+    test = evals[evals["split"] == "test"].reset_index(drop=True)
+    test["path"] = [str(Path(p).resolve()) for p in test["path"]]
+    for name, rows in (("pool", pool), ("test", test)):
+        c, ph, v = label_frames(rows, phones, centroids, window, hop)
+        out[name] = target_quality(c, ph)
+        if name == "test":
+            frame = pd.DataFrame({"c": c, "ph": ph, "v": v})
+            out["test_per_voice"] = {voice: target_quality(g["c"].tolist(), g["ph"].tolist())
+                                     for voice, g in frame.groupby("v")}
+    return out
 
 
 def hubert_params(assignments: list[str]) -> HubertParams:
@@ -89,10 +118,13 @@ def main() -> None:
     hours = (pool.groupby("voice")["duration"].sum() / 3600).round(3).sort_values(ascending=False)
     print(f"pool: {len(pool)} utterances, {pool['duration'].sum() / 3600:.2f} h")
     print(hours.to_string())
+    targets = None
     if args.objective == "hubert":
         h = hubert_params(args.hubert)
         res = pretrain_hubert(params.model, recipe, h, pool, args.out / "model", args.out / "ckpt", params.seed,
                               params.threads)
+        targets = target_report(args.out / "ckpt" / "kmeans.pt", pool, io.read_parquet(args.eval),
+                                args.eval.parent / "truth_phones.parquet", args.out / "model")
     else:
         res = pretrain(params.model, recipe, pool, args.out / "model", args.out / "ckpt", params.seed,
                        params.threads)
@@ -100,7 +132,7 @@ def main() -> None:
         "pool": [str(p) for p in args.pool], "objective": args.objective, "overrides": args.set,
         "hubert_overrides": args.hubert, "seed": params.seed,
         "utterances": len(pool), "hours": round(float(pool["duration"].sum()) / 3600, 3),
-        "hours_per_voice": hours.to_dict(), "train": res["metrics"]})
+        "hours_per_voice": hours.to_dict(), "train": res["metrics"], "targets": targets})
     print(res["metrics"])
 
 

@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import Wav2Vec2ForPreTraining
@@ -20,9 +21,12 @@ from s6damon.ssl.hubert import (
     HubertParams,
     cluster_targets,
     frame_geometry,
+    frame_phones,
+    label_frames,
     masked_prediction_loss,
     mfcc_features,
     pretrain_hubert,
+    target_quality,
 )
 from s6damon.train.data import collate
 from _train_fixtures import make_manifest, tiny_params
@@ -106,3 +110,32 @@ def test_pretrain_hubert_rejects_too_little_audio_for_the_clusters(tmp_path):
     with pytest.raises(ValueError, match="kmeans_minutes"):
         pretrain_hubert(m, pp, dataclasses.replace(H, clusters=500), df, tmp_path / "o", tmp_path / "ck",
                         seed=1, threads=1)
+
+
+def test_frame_phones_take_the_phone_under_each_token_centre():
+    phones = pd.DataFrame({"phone": ["sil", "a", "b"], "start": [0.0, 0.05, 0.1], "end": [0.05, 0.1, 0.12]})
+    # centres at 12.5, 32.5, 52.5, 72.5, 92.5, 112.5, 132.5 ms
+    assert frame_phones(phones, 7, 400, 320) == ["sil", "sil", "a", "a", "a", "b", None]
+
+
+def test_target_quality_of_perfect_and_uninformative_clusters():
+    phones = ["a", "a", "b", "b", "c", "c"]
+    perfect = target_quality([0, 0, 1, 1, 2, 2], phones)
+    assert perfect["pnmi"] == pytest.approx(1.0) and perfect["phone_purity"] == pytest.approx(1.0)
+    same = target_quality([0] * 6, phones)
+    assert same["pnmi"] == pytest.approx(0.0) and same["phone_purity"] == pytest.approx(1 / 3)
+    assert same["cluster_purity"] == pytest.approx(1.0)
+    split = target_quality([0, 1, 2, 3, 4, 5], phones)   # every frame its own cluster: pure but spread
+    assert split["phone_purity"] == pytest.approx(1.0) and split["cluster_purity"] == pytest.approx(0.5)
+
+
+def test_label_frames_pairs_clusters_with_true_phones(tmp_path):
+    df = make_manifest(tmp_path / "wav", 3).assign(voice=["v1", "v2", "v1"])
+    # timings for the first two utterances only (the third has none, like an untimed voice)
+    truth = pd.DataFrame({"utt_id": [df.utt_id[0], df.utt_id[0], df.utt_id[1]], "phone": ["a", "b", "a"],
+                          "start": [0.0, 0.1, 0.0], "end": [0.1, 0.3, 0.2]})
+    clusters, phones, voices = label_frames(df, truth, torch.randn(4, 39), 400, 320)
+    # token centres at 12.5 + 20 k ms: 15 inside 0-0.3 s, 10 inside 0-0.2 s
+    assert len(clusters) == len(phones) == len(voices) == 25
+    assert phones[:15] == ["a"] * 5 + ["b"] * 10 and voices == ["v1"] * 15 + ["v2"] * 10
+    assert all(0 <= c < 4 for c in clusters)

@@ -135,6 +135,59 @@ def cluster_targets(batch: Batch, frames: int, centroids: torch.Tensor, window: 
     return out.to(batch.input_values.device)
 
 
+def frame_phones(phones: pd.DataFrame, frames: int, window: int, hop: int) -> list[str | None]:
+    """The phone under the centre of each of ``frames`` encoder tokens of one utterance
+    (``phones``: its ``phone``, ``start``, ``end`` rows in seconds); None where no phone is."""
+    starts, ends = phones["start"].to_numpy(), phones["end"].to_numpy()
+    names = phones["phone"].tolist()
+    out: list[str | None] = []
+    for i in range(frames):
+        t = (i * hop + window / 2) / SAMPLE_RATE
+        j = int(np.searchsorted(starts, t, side="right")) - 1
+        out.append(names[j] if 0 <= j < len(names) and t < ends[j] else None)
+    return out
+
+
+def target_quality(clusters: list[int], phones: list[str]) -> dict[str, float]:
+    """How much a frame's cluster says about its phone (HuBERT paper, section IV-D), over
+    paired frame labels: phone purity (mean over clusters of the share of its frames that are
+    its commonest phone, weighted by cluster size), cluster purity (the same from the phone's
+    side) and phone-normalised mutual information ``I(phone; cluster) / H(phone)``."""
+    if not clusters or len(clusters) != len(phones):
+        raise ValueError("target_quality: need equally many (>0) cluster and phone labels")
+    joint = pd.crosstab(pd.Series(phones, name="phone"), pd.Series(clusters, name="cluster")).to_numpy(float)
+    joint = joint / joint.sum()
+    py, pc = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
+    nz = joint > 0
+    mi = float((joint[nz] * np.log(joint[nz] / (py @ pc)[nz])).sum())
+    hy = float(-(py[py > 0] * np.log(py[py > 0])).sum())
+    return {"frames": len(clusters), "phone_purity": float(joint.max(0).sum()),
+            "cluster_purity": float(joint.max(1).sum()), "pnmi": mi / hy if hy > 0 else 0.0}
+
+
+def label_frames(rows: pd.DataFrame, truth_phones: pd.DataFrame, centroids: torch.Tensor, window: int, hop: int
+                 ) -> tuple[list[int], list[str], list[str]]:
+    """Cluster id, true phone and voice of every encoder token of ``rows`` (manifest rows
+    with ``utt_id``, ``path``, ``voice``) that lies inside a phone of ``truth_phones``
+    (the synthesiser's timings). Utterances without ground-truth timings are left out."""
+    by_utt = dict(tuple(truth_phones.sort_values(["utt_id", "start"]).groupby("utt_id")))
+    data = AudioSet(rows, preload=False)
+    clusters: list[int] = []
+    phones: list[str] = []
+    voices: list[str] = []
+    for i, (utt, voice) in enumerate(zip(rows["utt_id"], rows["voice"])):
+        if utt not in by_utt:
+            continue
+        feats = mfcc_features(normalise_wave(data.wave(i)), window, hop)
+        ids = assign_clusters(feats, centroids).tolist() if len(feats) else []
+        for c, ph in zip(ids, frame_phones(by_utt[utt], len(ids), window, hop)):
+            if ph is not None:
+                clusters.append(int(c))
+                phones.append(ph)
+                voices.append(voice)
+    return clusters, phones, voices
+
+
 class MaskedPrediction(torch.nn.Module):
     """A wav2vec 2.0 pretraining model with HuBERT's prediction head.
 
