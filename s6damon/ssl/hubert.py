@@ -5,8 +5,9 @@ k-means centroid of MFCC + delta + delta-delta features (per-utterance mean/vari
 normalised); spans of encoder tokens are masked as in wav2vec 2.0 and the transformer must
 predict the cluster of each masked token (cross-entropy over cosine similarities between a
 projection of its output and one learned embedding per cluster). Unlike the contrastive
-objective (:mod:`s6damon.train.pretrain`) the targets are fixed before training and hold
-little of the speaker's timbre once normalised, which is what the unseen test voices need.
+objective (:mod:`s6damon.train.pretrain`) the targets are fixed before training; on the
+default corpus they predict the synthesiser's phones as well on the unseen test voices as on
+the training audio (PNMI, :func:`target_quality`; README, "HuBERT-style pretraining").
 
 The model is the same ``Wav2Vec2ForPreTraining`` as the contrastive objective's (its
 quantiser stays untrained and unused), so the saved folder loads everywhere a pretrained
