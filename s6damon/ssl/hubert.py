@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
-from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 
 from s6damon.config.model import ModelParams, PretrainParams
 from s6damon.io import atomic_path
@@ -40,9 +39,9 @@ from s6damon.train import checkpoint as ck
 from s6damon.train import distributed as dd
 from s6damon.train.data import SAMPLE_RATE, AudioSet, Batch, normalise_wave
 from s6damon.train.evaluate import model_inputs
-from s6damon.train.loop import LoopConfig, run_loop
+from s6damon.train.loop import run_loop
 # one model builder and one feature-gradient scaling for both SSL objectives
-from s6damon.train.pretrain import _scale_feature_grad, build_pretraining_model
+from s6damon.train.pretrain import build_pretraining_model, loop_config, mask_spans, scale_feature_grad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,18 +262,6 @@ def load_or_fit_centroids(data: AudioSet, h: HubertParams, window: int, hop: int
     return centroids, stats
 
 
-def mask_tokens(model: Wav2Vec2ForPreTraining, batch: Batch, mask_prob: float, mask_length: int
-                ) -> tuple[torch.Tensor, int]:
-    """``(B, T')`` spans of tokens to mask (never past an utterance's end; NumPy global RNG as
-    in Hugging Face) and the token count ``T'``."""
-    b, t = batch.input_values.shape
-    frames = int(model._get_feat_extract_output_lengths(torch.tensor(t)))
-    valid = model._get_feature_vector_attention_mask(frames, batch.attention_mask)
-    mask = _compute_mask_indices((b, frames), mask_prob, mask_length, attention_mask=valid, min_masks=2)
-    mask = mask & valid.bool().cpu().numpy()
-    return torch.from_numpy(mask).to(batch.input_values.device), frames
-
-
 def pretrain_hubert(m: ModelParams, p: PretrainParams, h: HubertParams, train: pd.DataFrame,
                     out_dir: str | Path, ckpt_dir: str | Path, seed: int, threads: int, *,
                     init: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
@@ -295,7 +282,7 @@ def pretrain_hubert(m: ModelParams, p: PretrainParams, h: HubertParams, train: p
         raise ValueError("pretrain: the training manifest is empty")
     ck.seed_everything(seed)
     ssl = build_pretraining_model(m, p, init)
-    _scale_feature_grad(ssl, p.feature_grad_mult)
+    scale_feature_grad(ssl, p.feature_grad_mult)
     window, hop = frame_geometry(ssl.config)
     data = AudioSet(train)
     fp = ck.fingerprint("pretrain_hubert", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p),
@@ -312,16 +299,13 @@ def pretrain_hubert(m: ModelParams, p: PretrainParams, h: HubertParams, train: p
 
     def step_fn(net: torch.nn.Module, batch: Batch, step: int):
         inner = unwrap(net)
-        mask, frames = mask_tokens(inner.ssl, batch, p.mask_time_prob, p.mask_time_length)
-        targets = cluster_targets(batch, frames, centroids, window, hop)
+        spans, _ = mask_spans(inner.ssl, batch, p.mask_time_prob, p.mask_time_length)
+        mask = torch.from_numpy(spans).to(batch.input_values.device)
+        targets = cluster_targets(batch, mask.shape[1], centroids, window, hop)
         logits = net(**model_inputs(inner.ssl, batch), mask_time_indices=mask)
         return masked_prediction_loss(logits, targets, mask, h.unmasked_weight)
 
-    cfg = LoopConfig(steps=p.steps, learning_rate=p.learning_rate, warmup_steps=p.warmup_steps, schedule=p.schedule,
-                     weight_decay=p.weight_decay, grad_clip=p.grad_clip, batch_seconds=p.batch_seconds,
-                     log_every=p.log_every, checkpoint_every=p.checkpoint_every, progress=p.progress,
-                     desc="pretrain (hubert)")
-    res = run_loop(model, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, stop_at=stop_at)
+    res = run_loop(model, data, loop_config(p, "pretrain (hubert)"), step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, stop_at=stop_at)
     last = res.history[-1] if res.history else {}
     metrics = {
         "objective": "hubert", "steps": res.steps_done, "resumed_from": res.resumed_from,

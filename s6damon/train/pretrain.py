@@ -39,7 +39,7 @@ def build_pretraining_model(m: ModelParams, p: PretrainParams, init: str | Path 
     return use_contiguous_conv_layers(Wav2Vec2ForPreTraining(build_config(m, len(build_tokenizer()), **ssl)))
 
 
-def _scale_feature_grad(model: Wav2Vec2ForPreTraining, mult: float) -> None:
+def scale_feature_grad(model: Wav2Vec2ForPreTraining, mult: float) -> None:
     """Scale the gradient flowing into the conv feature encoder (wav2vec 2.0's feature_grad_mult).
 
     The forward value is unchanged; the backward gradient is multiplied by ``mult``.
@@ -59,6 +59,19 @@ def gumbel_temperature(step: int, total: int, start: float, end: float) -> float
     return float(start * (end / start) ** frac)
 
 
+def mask_spans(model: Wav2Vec2ForPreTraining, batch: Batch, mask_prob: float, mask_length: int
+               ) -> tuple[np.ndarray, torch.Tensor]:
+    """Spans of encoder tokens to mask for a batch (NumPy global RNG, as in HF), never past an
+    utterance's end: ``(B, T')`` bool array and the ``(B, T')`` token attention mask, where
+    ``T'`` is the number of encoder frames. Shared by both SSL objectives."""
+    b, t = batch.input_values.shape
+    frames = int(model._get_feat_extract_output_lengths(torch.tensor(t)))
+    sub_mask = model._get_feature_vector_attention_mask(frames, batch.attention_mask)
+    mask = _compute_mask_indices((b, frames), mask_prob, mask_length, attention_mask=sub_mask, min_masks=2)
+    # tokens beyond an utterance's end must not be masked (nor used as negatives)
+    return mask & sub_mask.bool().cpu().numpy(), sub_mask
+
+
 def ssl_targets(model: Wav2Vec2ForPreTraining, batch: Batch, mask_prob: float, mask_length: int,
                 num_negatives: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mask positions and negative indices for a batch (NumPy global RNG, as in HF).
@@ -68,15 +81,17 @@ def ssl_targets(model: Wav2Vec2ForPreTraining, batch: Batch, mask_prob: float, m
         long, and the ``(B, T')`` token attention mask, where ``T'`` is the number of
         encoder frames.
     """
-    b, t = batch.input_values.shape
-    frames = int(model._get_feat_extract_output_lengths(torch.tensor(t)))
-    sub_mask = model._get_feature_vector_attention_mask(frames, batch.attention_mask)
-    mask = _compute_mask_indices((b, frames), mask_prob, mask_length, attention_mask=sub_mask, min_masks=2)
-    # tokens beyond an utterance's end must not be masked (nor used as negatives)
-    mask = mask & sub_mask.bool().cpu().numpy()
-    neg = _sample_negative_indices((b, frames), num_negatives, mask_time_indices=mask)
+    mask, sub_mask = mask_spans(model, batch, mask_prob, mask_length)
+    neg = _sample_negative_indices(mask.shape, num_negatives, mask_time_indices=mask)
     dev = batch.input_values.device
     return (torch.from_numpy(mask).to(dev), torch.from_numpy(neg).to(dev), sub_mask)
+
+
+def loop_config(p: PretrainParams, desc: str) -> LoopConfig:
+    """The training-loop settings of an SSL run (either objective) from ``p``."""
+    return LoopConfig(steps=p.steps, learning_rate=p.learning_rate, warmup_steps=p.warmup_steps, schedule=p.schedule,
+                      weight_decay=p.weight_decay, grad_clip=p.grad_clip, batch_seconds=p.batch_seconds,
+                      log_every=p.log_every, checkpoint_every=p.checkpoint_every, progress=p.progress, desc=desc)
 
 
 def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: str | Path, ckpt_dir: str | Path,
@@ -107,7 +122,7 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
         raise ValueError("pretrain: the training manifest is empty")
     ck.seed_everything(seed)
     model = build_pretraining_model(m, p, init)
-    _scale_feature_grad(model, p.feature_grad_mult)
+    scale_feature_grad(model, p.feature_grad_mult)
     model.train()
     data = AudioSet(train)
     max_samples = int(p.max_seconds * SAMPLE_RATE)
@@ -131,10 +146,7 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
                       "diversity_loss": float(out.diversity_loss.detach() / n),
                       "codevector_perplexity": float(out.codevector_perplexity.detach())}
 
-    cfg = LoopConfig(steps=p.steps, learning_rate=p.learning_rate, warmup_steps=p.warmup_steps, schedule=p.schedule,
-                     weight_decay=p.weight_decay, grad_clip=p.grad_clip, batch_seconds=p.batch_seconds,
-                     log_every=p.log_every, checkpoint_every=p.checkpoint_every, progress=p.progress, desc="pretrain")
-    res = run_loop(model, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, stop_at=stop_at)
+    res = run_loop(model, data, loop_config(p, "pretrain"), step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, stop_at=stop_at)
     last = res.history[-1] if res.history else {}
     metrics = {
         "steps": res.steps_done, "resumed_from": res.resumed_from, "train_seconds": round(res.seconds, 2),
