@@ -1,4 +1,5 @@
-"""wav2vec 2.0 self-supervised pretraining of the default tiny model.
+"""Self-supervised pretraining of the default tiny model (``pretrain.objective``: wav2vec 2.0's
+contrastive loss, or HuBERT-style masked prediction of MFCC clusters).
 
 Usage::
 
@@ -8,7 +9,10 @@ Writes a Hugging Face checkpoint folder to ``models/pretrained``, ``metrics/pret
 and the loss curve ``plots/pretrain.csv``. When ``model.init`` names a local checkpoint
 folder, pretraining is skipped and ``models/pretrained/source.json`` points at that folder
 (with its content hash, so DVC re-runs finetuning when the checkpoint changes); with
-``pretrain.enabled: false`` it records that finetuning starts from random init.
+``pretrain.enabled: false`` it records that finetuning starts from random init. With the
+hubert objective on a synthesised corpus the metrics also say how well its k-means targets
+predict the synthesiser's phones (``targets``: PNMI and purity on the pretraining audio and
+on the test voices).
 """
 
 from __future__ import annotations
@@ -56,8 +60,19 @@ def pretrain(params_path: str = "params.yaml") -> dict:
             shutil.copytree(result["model_dir"], tmp)
         write_curve("plots/pretrain.csv", result["history"])
         metrics = {"skipped": False, "seed": params.seed, **result["metrics"]}
+        if params.pretrain.objective == "hubert":
+            metrics["targets"] = _hubert_targets(Path(result["model_dir"]), manifest, params.pretrain.splits, log)
     io.write_json("metrics/pretrain.json", metrics)
     return metrics
+
+
+def _hubert_targets(model_dir: Path, manifest: Path, splits: list[str], log) -> dict | None:
+    """The hubert targets' phone quality, or None (logged) where the corpus has no timings."""
+    truth = manifest.parent / "truth_phones.parquet"
+    if not truth.is_file():
+        log.info("no %s (not a synthesised corpus): the hubert targets' phone quality is not measured", truth)
+        return None
+    return T.hubert_targets(model_dir, manifest, splits, truth)
 
 
 if __name__ == "__main__":

@@ -40,13 +40,19 @@ T = TypeVar("T")
 def override(p: T, assignments: list[str], section: str = "finetune") -> T:
     """``key=value`` assignments (YAML values) applied to a params section (the finetune recipe
     by default) and validated like ``params.yaml``: an unknown key or a bad value names
-    ``<section>.<key>``."""
+    ``<section>.<key>``. A dotted key sets a key of a nested section (``hubert.clusters=50``)."""
     data = to_dict(p)
     for kv in assignments:
         key, sep, value = kv.partition("=")
         if not sep:
             raise ParamsError(f"--set {kv!r}: expected KEY=VALUE")
-        data[key] = yaml.safe_load(value)
+        *parents, leaf = key.split(".")
+        node = data
+        for i, name in enumerate(parents):
+            node = node.get(name)
+            if not isinstance(node, dict):
+                raise ParamsError(f"--set {kv!r}: '{section}.{'.'.join(parents[: i + 1])}' is not a section")
+        node[leaf] = yaml.safe_load(value)
     return build(type(p), data, section)
 
 

@@ -19,6 +19,8 @@ from tasks.caching import content_cache, fingerprint
 from tasks.concurrency import call_run
 
 TRAIN_CODE = ("s6damon/model", "s6damon/train", "s6damon/text.py", "s6damon/io.py")
+# the hubert objective's targets and head (read by pretraining only)
+SSL_CODE = (*TRAIN_CODE, "s6damon/ssl")
 RUNS = Path(".work/runs")
 
 
@@ -27,10 +29,10 @@ def _split(manifest: Path, *splits: str):
     return df[df["split"].isin(splits)].reset_index(drop=True)
 
 
-@task(cache_policy=content_cache(*TRAIN_CODE, exclude=("progress",)), persist_result=True)
+@task(cache_policy=content_cache(*SSL_CODE, exclude=("progress",)), persist_result=True)
 def pretrain(m: ModelParams, p: PretrainParams, manifest: Path, seed: int, threads: int,
              progress: bool = True) -> dict[str, Any]:
-    """wav2vec 2.0 SSL pretraining on the audio of ``p.splits``; returns the model folder and history."""
+    """SSL pretraining (``p.objective``) on the audio of ``p.splits``; returns the model folder and history."""
     from s6damon.train.pretrain import pretrain as run
 
     run_dir = RUNS / "pretrain" / fingerprint(m, p, manifest, seed)[:16]
@@ -39,6 +41,17 @@ def pretrain(m: ModelParams, p: PretrainParams, manifest: Path, seed: int, threa
     hours = {s: round(float(audio.loc[audio["split"] == s, "duration"].sum()) / 3600, 4) for s in p.splits}
     return {"model_dir": str(run_dir / "model"), "history": result["history"],
             "metrics": {**result["metrics"], "audio_hours_per_split": hours}}
+
+
+@task(cache_policy=content_cache(*SSL_CODE), persist_result=True)
+def hubert_targets(model_dir: Path, manifest: Path, splits: list[str], truth_phones: Path) -> dict[str, Any]:
+    """How phonetic a hubert-pretrained model's targets are (PNMI, purity; per voice) on its
+    pretraining audio (``splits``) and on the unseen test voices, against the synthesiser's
+    phone timings."""
+    from s6damon.ssl.hubert import target_report
+
+    return target_report(model_dir, {"pretrain_audio": _split(manifest, *splits), "test": _split(manifest, "test")},
+                         io.read_parquet(truth_phones))
 
 
 @task(cache_policy=content_cache(*TRAIN_CODE, exclude=("progress", "isolate")), persist_result=True)

@@ -54,11 +54,17 @@ def test_pool_leaves_out_evaluation_texts_and_unseen_voices(tmp_path):
     assert sorted(pool["text"]) == ["open the door", "turn on the light"]
 
 
-def test_hubert_overrides_are_validated():
-    from pretrain_pilot import hubert_params
+def test_nested_overrides_are_validated():
+    from finetune_pilot import override
 
-    assert hubert_params(["clusters=50", "temperature=0.2"]).clusters == 50
-    with pytest.raises(ValueError, match="'cluster=5'"):
-        hubert_params(["cluster=5"])
-    with pytest.raises(ValueError, match="clusters must be >= 2"):
-        hubert_params(["clusters=1"])
+    from s6damon.config.model import PretrainParams
+    from s6damon.config.schema import ParamsError
+
+    p = override(PretrainParams(), ["objective=hubert", "hubert.clusters=50", "hubert.temperature=0.2"], "pretrain")
+    assert p.objective == "hubert" and p.hubert.clusters == 50 and p.hubert.temperature == 0.2
+    with pytest.raises(ParamsError, match="'pretrain.hubert.cluster'"):
+        override(PretrainParams(), ["hubert.cluster=5"], "pretrain")
+    with pytest.raises(ParamsError, match="'pretrain.hubert.clusters' must be >= 2"):
+        override(PretrainParams(), ["hubert.clusters=1"], "pretrain")
+    with pytest.raises(ParamsError, match="'pretrain.steps' is not a section"):
+        override(PretrainParams(), ["steps.x=1"], "pretrain")

@@ -68,6 +68,36 @@ def test_pretrain_saves_loadable_checkpoint(pipeline):
     assert set(hours) == {"train", "unlabeled"} and hours["train"] > 0 and hours["unlabeled"] > 0
 
 
+def test_pretrain_stage_runs_the_hubert_objective(pipeline, tmp_path, monkeypatch):
+    """``pretrain.objective: hubert`` through the stage: a loadable model with its targets, and
+    metrics saying how phonetic those targets are on the pretraining audio and the test voices."""
+    import yaml
+
+    from flows.pretrain import pretrain
+    from s6damon import io
+    from s6damon.model.factory import load_ctc_model
+    from tests.conftest import copy_spine
+    from s6damon.ssl.hubert import KMEANS_FILE
+
+    root = copy_spine(pipeline[0], tmp_path / "project")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["pretrain"]["objective"] = "hubert"
+    (root / "hubert.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(root)
+    metrics = pretrain(params_path="hubert.yaml")
+    assert metrics == _metrics(root, "pretrain")
+    assert metrics["objective"] == "hubert" and 0.0 <= metrics["final_masked_accuracy"] <= 1.0
+    assert metrics["kmeans_frames"] >= params["pretrain"]["hubert"]["clusters"]
+    assert (root / "models/pretrained" / KMEANS_FILE).is_file()
+    load_ctc_model(root / "models/pretrained")
+    targets = metrics["targets"]
+    assert set(targets) == {"pretrain_audio", "test"}
+    for name, t in targets.items():
+        assert t["frames"] > 0 and 0.0 <= t["pnmi"] <= 1.0, name
+    manifest = io.read_parquet(root / "data/corpus/manifest.parquet")
+    assert set(targets["test"]["per_voice"]) == set(manifest.loc[manifest.split == "test", "voice"])  # all timed
+
+
 def test_finetune_reports_wer_for_both_models(pipeline):
     from s6damon import io
 

@@ -15,23 +15,31 @@ import pytest
 import torch
 from transformers import Wav2Vec2ForPreTraining
 
+from s6damon.config.model import HubertParams
 from s6damon.model.factory import build_config, load_ctc_model
 from s6damon.model.vocab import build_tokenizer
 from s6damon.ssl.hubert import (
-    HubertParams,
+    KMEANS_FILE,
     cluster_targets,
     frame_geometry,
     frame_phones,
     label_frames,
     masked_prediction_loss,
     mfcc_features,
-    pretrain_hubert,
     target_quality,
+    target_report,
 )
 from s6damon.train.data import collate
+from s6damon.train.pretrain import pretrain
 from _train_fixtures import make_manifest, tiny_params
 
 H = HubertParams(clusters=8, kmeans_minutes=1.0, kmeans_iters=20, final_dim=16)
+
+
+def hubert_recipe(**changes):
+    """The tiny pretraining recipe with objective hubert and :data:`H`'s settings."""
+    m, pp, _ = tiny_params()
+    return m, dataclasses.replace(pp, objective="hubert", hubert=H, **changes)
 
 
 def test_mfcc_frames_are_the_encoder_tokens():
@@ -82,21 +90,22 @@ def test_masked_prediction_loss_counts_masked_tokens_only():
 
 
 def test_pretrain_hubert_saves_a_loadable_model_and_resumes_exactly(tmp_path):
-    m, pp, _ = tiny_params()
-    pp = dataclasses.replace(pp, steps=4, checkpoint_every=2)
+    m, pp = hubert_recipe(steps=4, checkpoint_every=2)
     df = make_manifest(tmp_path / "wav", 8)
-    full = pretrain_hubert(m, pp, H, df, tmp_path / "full", tmp_path / "ck_full", seed=3, threads=1)
+    full = pretrain(m, pp, df, tmp_path / "full", tmp_path / "ck_full", seed=3, threads=1)
     assert [h["step"] for h in full["history"]] == [2, 4]
     assert all(math.isfinite(h["loss"]) and 0 <= h["masked_accuracy"] <= 1 for h in full["history"])
     assert full["metrics"]["objective"] == "hubert" and full["metrics"]["kmeans_frames"] >= H.clusters
+    assert full["metrics"]["final_masked_accuracy"] == full["history"][-1]["masked_accuracy"]
     assert (tmp_path / "ck_full" / "kmeans.pt").is_file()
+    saved = torch.load(tmp_path / "full" / KMEANS_FILE, weights_only=True)   # the targets travel with the model
+    assert saved["centroids"].shape == (H.clusters, 39) and (saved["window"], saved["hop"]) == (400, 320)
     ctc, _ = load_ctc_model(tmp_path / "full")    # what the finetune stage loads
     assert ctc.config.model_type == "wav2vec2"
 
-    assert pretrain_hubert(m, pp, H, df, tmp_path / "res", tmp_path / "ck_res", seed=3, threads=1,
-                           stop_at=3)["stopped_early"]
+    assert pretrain(m, pp, df, tmp_path / "res", tmp_path / "ck_res", seed=3, threads=1, stop_at=3)["stopped_early"]
     assert not (tmp_path / "res").exists()
-    res = pretrain_hubert(m, pp, H, df, tmp_path / "res", tmp_path / "ck_res", seed=3, threads=1)
+    res = pretrain(m, pp, df, tmp_path / "res", tmp_path / "ck_res", seed=3, threads=1)
     assert res["metrics"]["resumed_from"] == 2
     a = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "full").state_dict()
     b = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "res").state_dict()
@@ -104,12 +113,28 @@ def test_pretrain_hubert_saves_a_loadable_model_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
+def test_the_objective_changes_the_training_not_the_model(tmp_path):
+    m, pp = hubert_recipe(steps=2, checkpoint_every=2)
+    df = make_manifest(tmp_path / "wav", 4)
+    hub = pretrain(m, pp, df, tmp_path / "hub", tmp_path / "ck_hub", seed=3, threads=1)
+    assert hub["metrics"]["objective"] == "hubert" and "final_contrastive_loss" not in hub["metrics"]
+    w2v = pretrain(m, dataclasses.replace(pp, objective="wav2vec2"), df, tmp_path / "w2v", tmp_path / "ck_w2v",
+                   seed=3, threads=1)
+    assert w2v["metrics"]["objective"] == "wav2vec2" and "final_contrastive_loss" in w2v["metrics"]
+    assert "final_masked_accuracy" not in w2v["metrics"] and not (tmp_path / "w2v" / KMEANS_FILE).exists()
+    a = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "hub").state_dict()
+    b = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "w2v").state_dict()
+    assert a.keys() == b.keys()
+    w = "wav2vec2.encoder.layers.0.attention.q_proj.weight"
+    assert not torch.equal(a[w], b[w])
+
+
 def test_pretrain_hubert_rejects_too_little_audio_for_the_clusters(tmp_path):
-    m, pp, _ = tiny_params()
+    m, pp = hubert_recipe()
+    pp = dataclasses.replace(pp, hubert=dataclasses.replace(H, clusters=500))
     df = make_manifest(tmp_path / "wav", 1)
     with pytest.raises(ValueError, match="kmeans_minutes"):
-        pretrain_hubert(m, pp, dataclasses.replace(H, clusters=500), df, tmp_path / "o", tmp_path / "ck",
-                        seed=1, threads=1)
+        pretrain(m, pp, df, tmp_path / "o", tmp_path / "ck", seed=1, threads=1)
 
 
 def test_frame_phones_take_the_phone_under_each_token_centre():
@@ -139,3 +164,21 @@ def test_label_frames_pairs_clusters_with_true_phones(tmp_path):
     assert len(clusters) == len(phones) == len(voices) == 25
     assert phones[:15] == ["a"] * 5 + ["b"] * 10 and voices == ["v1"] * 15 + ["v2"] * 10
     assert all(0 <= c < 4 for c in clusters)
+
+
+def test_target_report_per_set_and_voice_from_the_model_folder(tmp_path):
+    df = make_manifest(tmp_path / "wav", 3).assign(voice=["v1", "v2", "v1"])
+    truth = pd.DataFrame({"utt_id": [df.utt_id[0], df.utt_id[1]], "phone": ["a", "b"],
+                          "start": [0.0, 0.0], "end": [0.3, 0.2]})
+    folder = tmp_path / "model"
+    with pytest.raises(FileNotFoundError, match="objective hubert"):
+        target_report(folder, {"all": df}, truth)
+    folder.mkdir()
+    torch.save({"centroids": torch.randn(4, 39), "stats": {}, "window": 400, "hop": 320}, folder / KMEANS_FILE)
+    report = target_report(folder, {"all": df, "untimed": df.iloc[[2]]}, truth)
+    assert set(report) == {"all"}                       # a set without timed utterances is left out
+    assert report["all"]["frames"] == 25
+    assert set(report["all"]["per_voice"]) == {"v1", "v2"}
+    assert report["all"]["per_voice"]["v1"]["frames"] == 15
+    # one phone per voice: knowing the cluster adds nothing there
+    assert report["all"]["per_voice"]["v1"]["pnmi"] == 0.0

@@ -50,10 +50,30 @@ class ModelParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class HubertParams:
+    """The masked-prediction objective (``pretrain.objective: hubert``; HuBERT's first
+    iteration: targets are k-means clusters of MFCC frames; ``s6damon/ssl/hubert.py``)."""
+
+    clusters: int = param(100, minimum=2, help="k-means clusters = prediction targets (HuBERT: 100 on MFCCs)")
+    kmeans_minutes: float = param(30.0, minimum=0.01,
+                                  help="audio (minutes, drawn at random from the pretraining audio) "
+                                       "the centroids are fitted on")
+    kmeans_iters: int = param(100, minimum=1, help="most Lloyd iterations of the k-means fit")
+    final_dim: int = param(128, minimum=1, help="dimension of the projection compared with the cluster embeddings")
+    temperature: float = param(0.1, minimum=0.001, help="softmax temperature of the cosine-similarity logits")
+    unmasked_weight: float = param(0.0, minimum=0.0,
+                                   help="weight of the loss on unmasked tokens (HuBERT: 0, masked tokens only)")
+
+
+@dataclasses.dataclass(frozen=True)
 class PretrainParams:
-    """wav2vec 2.0 self-supervised pretraining (contrastive + diversity loss)."""
+    """Self-supervised pretraining: wav2vec 2.0's contrastive + diversity loss, or HuBERT-style
+    masked prediction of MFCC clusters (``objective``)."""
 
     enabled: bool = param(True, help="false = skip SSL; finetune starts from random weights")
+    objective: Literal["wav2vec2", "hubert"] = param(
+        "wav2vec2", help="wav2vec2: contrastive + codebook diversity; hubert: masked prediction of k-means "
+                         "clusters of MFCC frames (settings in pretrain.hubert)")
     splits: list[str] = param(["train", "unlabeled"],
                               help="manifest splits whose audio is pretrained on: train and/or unlabeled "
                                    "(prepare.synth.unlabeled_voices); never an evaluation split")
@@ -79,6 +99,7 @@ class PretrainParams:
     log_every: int = param(20, minimum=1, help="steps between history entries")
     checkpoint_every: int = param(200, minimum=1, help="steps between resumable checkpoints")
     progress: bool = param(True, help="show tqdm progress bars")
+    hubert: HubertParams = param(HubertParams(), help="settings of objective hubert (unused by wav2vec2)")
 
     def check(self) -> None:
         bad = sorted(set(self.splits) - {"train", "unlabeled"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from transformers import (
@@ -189,10 +189,12 @@ def _quiet_hf() -> None:
     hf_logging.disable_progress_bar()
 
 
-def save_model(model: torch.nn.Module, tokenizer: Wav2Vec2CTCTokenizer, folder: str | Path) -> Path:
+def save_model(model: torch.nn.Module, tokenizer: Wav2Vec2CTCTokenizer, folder: str | Path,
+               extra: Callable[[Path], None] | None = None) -> Path:
     """Atomically write a loadable Hugging Face folder (weights, config, tokenizer, preprocessor).
 
     The folder appears complete or not at all: it is written beside ``folder`` and renamed.
+    ``extra``, if given, writes further files into the folder before the rename.
     """
     folder = Path(folder)
     _quiet_hf()
@@ -201,6 +203,8 @@ def save_model(model: torch.nn.Module, tokenizer: Wav2Vec2CTCTokenizer, folder: 
         unwrap(model).save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         feature_extractor().save_pretrained(str(tmp))
+        if extra is not None:
+            extra(tmp)
     return folder
 
 

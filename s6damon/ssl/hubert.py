@@ -9,9 +9,11 @@ objective (:mod:`s6damon.train.pretrain`) the targets are fixed before training;
 default corpus they predict the synthesiser's phones as well on the unseen test voices as on
 the training audio (PNMI, :func:`target_quality`; README, "HuBERT-style pretraining").
 
-The model is the same ``Wav2Vec2ForPreTraining`` as the contrastive objective's (its
-quantiser stays untrained and unused), so the saved folder loads everywhere a pretrained
-model does; the prediction head lives only in the training checkpoints.
+Chosen with ``pretrain.objective: hubert``; :func:`s6damon.train.pretrain.pretrain` runs it
+with the same model, optimiser, batches and masking as the contrastive objective. The model
+is the same ``Wav2Vec2ForPreTraining`` (its quantiser stays untrained and unused), so the
+saved folder loads everywhere a pretrained model does; the prediction head lives only in the
+training checkpoints, the centroids of the targets in the folder (``kmeans.pt``).
 
 MFCC frames are cut with the encoder's own geometry — window = the conv stack's receptive
 field, hop = its total stride, no padding at the edges — so frame ``i`` of the features is
@@ -20,7 +22,6 @@ exactly the span of audio that encoder token ``i`` sees.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -31,43 +32,18 @@ import torch.nn.functional as F
 import torchaudio
 from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
-from s6damon.config.model import ModelParams, PretrainParams
+from s6damon.config.model import HubertParams, PretrainParams
 from s6damon.io import atomic_path
-from s6damon.model.factory import count_parameters, save_model, unwrap
-from s6damon.model.vocab import build_tokenizer
+from s6damon.model.factory import unwrap
 from s6damon.train import checkpoint as ck
-from s6damon.train import distributed as dd
 from s6damon.train.data import SAMPLE_RATE, AudioSet, Batch, normalise_wave
 from s6damon.train.evaluate import model_inputs
-from s6damon.train.loop import run_loop
-# one model builder and one feature-gradient scaling for both SSL objectives
-from s6damon.train.pretrain import build_pretraining_model, loop_config, mask_spans, scale_feature_grad
+# the training loop, model, masking and metrics are the contrastive objective's
+# (s6damon.train.pretrain.pretrain runs both); this module adds only the targets and the head
+from s6damon.train.pretrain import SSLObjective, mask_spans
 
-
-@dataclasses.dataclass(frozen=True)
-class HubertParams:
-    """Settings of the masked-prediction objective (HuBERT's first iteration)."""
-
-    clusters: int = 100
-    """k-means clusters = prediction targets (HuBERT: 100 on MFCCs)."""
-    kmeans_minutes: float = 30.0
-    """audio (minutes, drawn at random from the pretraining pool) the centroids are fitted on."""
-    kmeans_iters: int = 100
-    """most Lloyd iterations of the k-means fit."""
-    final_dim: int = 128
-    """dimension of the projection compared with the cluster embeddings."""
-    temperature: float = 0.1
-    """softmax temperature of the cosine-similarity logits."""
-    unmasked_weight: float = 0.0
-    """weight of the loss on unmasked tokens (HuBERT: 0, masked tokens only)."""
-
-    def __post_init__(self) -> None:
-        if self.clusters < 2:
-            raise ValueError("hubert: clusters must be >= 2")
-        if self.kmeans_minutes <= 0 or self.kmeans_iters < 1 or self.final_dim < 1 or self.temperature <= 0:
-            raise ValueError("hubert: kmeans_minutes, kmeans_iters, final_dim and temperature must be positive")
-        if self.unmasked_weight < 0:
-            raise ValueError("hubert: unmasked_weight must be >= 0")
+KMEANS_FILE = "kmeans.pt"
+"""File in a hubert-pretrained model folder holding the centroids of its targets."""
 
 
 def frame_geometry(config: Wav2Vec2Config) -> tuple[int, int]:
@@ -188,6 +164,29 @@ def label_frames(rows: pd.DataFrame, truth_phones: pd.DataFrame, centroids: torc
     return clusters, phones, voices
 
 
+def target_report(model_dir: str | Path, sets: dict[str, pd.DataFrame], truth_phones: pd.DataFrame
+                  ) -> dict[str, dict[str, Any]]:
+    """How well the k-means targets a hubert-pretrained model was trained on (its folder's
+    ``kmeans.pt``) predict the true phones: :func:`target_quality` over every frame of each
+    named set of manifest rows (``utt_id``, ``path``, ``voice``) that ``truth_phones`` times,
+    overall and per voice (``per_voice``). A set without timed utterances is left out."""
+    path = Path(model_dir) / KMEANS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {KMEANS_FILE}; the folder was not pretrained with objective hubert")
+    blob = torch.load(path, weights_only=True)
+    out: dict[str, dict[str, Any]] = {}
+    for name, rows in sets.items():
+        c, ph, v = label_frames(rows.reset_index(drop=True), truth_phones, blob["centroids"], blob["window"],
+                                blob["hop"])
+        if not c:
+            continue
+        frame = pd.DataFrame({"c": c, "ph": ph, "v": v})
+        out[name] = {**target_quality(c, ph),
+                     "per_voice": {voice: target_quality(g["c"].tolist(), g["ph"].tolist())
+                                   for voice, g in frame.groupby("v")}}
+    return out
+
+
 class MaskedPrediction(torch.nn.Module):
     """A wav2vec 2.0 pretraining model with HuBERT's prediction head.
 
@@ -262,42 +261,24 @@ def load_or_fit_centroids(data: AudioSet, h: HubertParams, window: int, hop: int
     return centroids, stats
 
 
-def pretrain_hubert(m: ModelParams, p: PretrainParams, h: HubertParams, train: pd.DataFrame,
-                    out_dir: str | Path, ckpt_dir: str | Path, seed: int, threads: int, *,
-                    init: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
-    """Pretrain with masked prediction of MFCC clusters and save the model as a HF folder.
+def hubert_objective(ssl: Wav2Vec2ForPreTraining, p: PretrainParams, data: AudioSet, seed: int,
+                     ckpt_dir: str | Path, fp: str) -> SSLObjective:
+    """The masked-prediction objective for :func:`s6damon.train.pretrain.pretrain`
+    (``pretrain.objective: hubert``; settings ``p.hubert``).
 
-    Same contract as :func:`s6damon.train.pretrain.pretrain` (``p`` supplies the optimiser,
-    batching, masking, speed perturbation and ``feature_grad_mult``; its contrastive settings
-    are unused), plus ``h``. The k-means centroids are fitted once per run, before the first
-    step, on ``h.kmeans_minutes`` of the pool, and kept in ``ckpt_dir`` for resumption.
-
-    Returns:
-        ``{"history", "metrics", "stopped_early"}``; history entries log the loss and the
-        accuracy of the predicted cluster on masked and unmasked tokens.
+    The k-means centroids are fitted once per run, before the first step, on
+    ``p.hubert.kmeans_minutes`` of ``data``, and kept in ``ckpt_dir`` for resumption; the
+    saved model folder gets them too (``kmeans.pt``: centroids, fit statistics and the
+    frame geometry), so the targets a model was trained on travel with it. Its history logs
+    the loss and the accuracy of the predicted cluster on masked and unmasked tokens.
     """
-    torch.set_num_threads(threads)
-    env = dd.setup(m.device)
-    if len(train) == 0:
-        raise ValueError("pretrain: the training manifest is empty")
-    ck.seed_everything(seed)
-    ssl = build_pretraining_model(m, p, init)
-    scale_feature_grad(ssl, p.feature_grad_mult)
+    h = p.hubert
     window, hop = frame_geometry(ssl.config)
-    data = AudioSet(train)
-    fp = ck.fingerprint("pretrain_hubert", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p),
-                        dataclasses.asdict(h), seed, list(train["path"]), env.world_size)
     centroids, kstats = load_or_fit_centroids(data, h, window, hop, seed, ckpt_dir, fp)
     ck.seed_everything(seed)  # the head starts the same whether the centroids were fitted or loaded
     model = MaskedPrediction(ssl, h)
-    model.train()
-    max_samples = int(p.max_seconds * SAMPLE_RATE)
-    data.durations = np.minimum(data.durations, p.max_seconds)  # batches are sized by the cropped length
 
-    def batch_fn(rows: list[int], step: int) -> Batch:
-        return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]), p.speed_perturb)
-
-    def step_fn(net: torch.nn.Module, batch: Batch, step: int):
+    def step(net: torch.nn.Module, batch: Batch, step: int):
         inner = unwrap(net)
         spans, _ = mask_spans(inner.ssl, batch, p.mask_time_prob, p.mask_time_length)
         mask = torch.from_numpy(spans).to(batch.input_values.device)
@@ -305,17 +286,7 @@ def pretrain_hubert(m: ModelParams, p: PretrainParams, h: HubertParams, train: p
         logits = net(**model_inputs(inner.ssl, batch), mask_time_indices=mask)
         return masked_prediction_loss(logits, targets, mask, h.unmasked_weight)
 
-    res = run_loop(model, data, loop_config(p, "pretrain (hubert)"), step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, stop_at=stop_at)
-    last = res.history[-1] if res.history else {}
-    metrics = {
-        "objective": "hubert", "steps": res.steps_done, "resumed_from": res.resumed_from,
-        "train_seconds": round(res.seconds, 2), "audio_seconds_per_second": round(res.throughput, 2),
-        "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2),
-        "parameters": count_parameters(ssl), **kstats,
-        **{f"final_{k}": last.get(k) for k in ("loss", "masked_accuracy", "unmasked_accuracy")},
-        "world_size": env.world_size,
-    }
-    if not res.stopped_early and env.is_main:
-        save_model(ssl, build_tokenizer(), out_dir)
-    dd.barrier(env)
-    return {"history": res.history, "metrics": metrics, "stopped_early": res.stopped_early}
+    def save_targets(folder: Path) -> None:
+        torch.save({"centroids": centroids, "stats": kstats, "window": window, "hop": hop}, folder / KMEANS_FILE)
+
+    return SSLObjective(model, step, ("loss", "masked_accuracy", "unmasked_accuracy"), kstats, save_targets)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -94,48 +94,32 @@ def loop_config(p: PretrainParams, desc: str) -> LoopConfig:
                       log_every=p.log_every, checkpoint_every=p.checkpoint_every, progress=p.progress, desc=desc)
 
 
-def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: str | Path, ckpt_dir: str | Path,
-             seed: int, threads: int, *, init: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
-    """Pretrain a wav2vec 2.0 model with the SSL objective and save it as a HF folder.
+@dataclasses.dataclass
+class SSLObjective:
+    """What differs between the SSL objectives; :func:`pretrain` runs either the same way.
 
-    Args:
-        m: model shape (ignored for ``init``).
-        p: SSL recipe.
-        train: manifest rows (``path``, ``duration``); transcripts are not used. Utterances
-            longer than ``p.max_seconds`` are randomly cropped.
-        out_dir: where the ``Wav2Vec2ForPreTraining`` folder is written (loadable by
-            :func:`s6damon.model.factory.load_ctc_model` for finetuning).
-        ckpt_dir: resumable training checkpoints.
-        seed: global seed.
-        threads: torch intra-op threads.
-        init: optional wav2vec2 folder to continue pretraining from.
-        stop_at: stop after this step as if killed (tests); nothing is saved to ``out_dir``.
-
-    Returns:
-        ``{"history": [...], "metrics": {...}}``: loss, contrastive and diversity loss per
-        masked token, codebook perplexity per logging step; metrics with the final values,
-        wall time and audio seconds per second.
+    Attributes:
+        net: the module the training loop optimises (the pretraining model, or a wrapper
+            holding it plus the objective's own head; the head lives only in checkpoints).
+        step: ``(net, batch, step) -> (loss, logs)`` for :func:`s6damon.train.loop.run_loop`.
+        final: history keys whose last values the metrics report as ``final_<key>``.
+        stats: metrics fixed before training (e.g. the k-means fit of the targets).
+        save_extra: called with the saved model folder, to add the objective's files to it.
     """
-    torch.set_num_threads(threads)
-    env = dd.setup(m.device)
-    if len(train) == 0:
-        raise ValueError("pretrain: the training manifest is empty")
-    ck.seed_everything(seed)
-    model = build_pretraining_model(m, p, init)
-    scale_feature_grad(model, p.feature_grad_mult)
-    model.train()
-    data = AudioSet(train)
-    max_samples = int(p.max_seconds * SAMPLE_RATE)
-    durations = np.minimum(data.durations, p.max_seconds)
-    data.durations = durations  # batches are sized by the cropped length
-    fp = ck.fingerprint("pretrain", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
-                        list(train["path"]), env.world_size)
+
+    net: torch.nn.Module
+    step: Callable[[torch.nn.Module, Batch, int], tuple[torch.Tensor, dict[str, float]]]
+    final: tuple[str, ...]
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    save_extra: Callable[[Path], None] | None = None
+
+
+def contrastive_objective(model: Wav2Vec2ForPreTraining, p: PretrainParams) -> SSLObjective:
+    """wav2vec 2.0's objective: pick the quantised latent of each masked token among
+    distractors, plus the codebook-diversity term; loss per masked token."""
     g0, g1 = p.gumbel_temperature[0], p.gumbel_temperature[-1]
 
-    def batch_fn(rows: list[int], step: int) -> Batch:
-        return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]), p.speed_perturb)
-
-    def step_fn(net: torch.nn.Module, batch: Batch, step: int):
+    def step(net: torch.nn.Module, batch: Batch, step: int):
         inner = unwrap(net)
         inner.set_gumbel_temperature(gumbel_temperature(step, p.steps, g0, g1))
         mask, neg, _ = ssl_targets(inner, batch, p.mask_time_prob, p.mask_time_length, p.num_negatives)
@@ -146,16 +130,67 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
                       "diversity_loss": float(out.diversity_loss.detach() / n),
                       "codevector_perplexity": float(out.codevector_perplexity.detach())}
 
-    res = run_loop(model, data, loop_config(p, "pretrain"), step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn, stop_at=stop_at)
+    return SSLObjective(model, step, ("loss", "contrastive_loss", "diversity_loss", "codevector_perplexity"))
+
+
+def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: str | Path, ckpt_dir: str | Path,
+             seed: int, threads: int, *, init: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
+    """Pretrain a wav2vec 2.0 model with ``p.objective`` and save it as a HF folder.
+
+    Args:
+        m: model shape (ignored for ``init``).
+        p: SSL recipe; ``p.objective`` picks contrastive (``wav2vec2``) or masked prediction
+            of MFCC clusters (``hubert``, :mod:`s6damon.ssl.hubert`, settings ``p.hubert``).
+        train: manifest rows (``path``, ``duration``); transcripts are not used. Utterances
+            longer than ``p.max_seconds`` are randomly cropped.
+        out_dir: where the ``Wav2Vec2ForPreTraining`` folder is written (loadable by
+            :func:`s6damon.model.factory.load_ctc_model` for finetuning); the hubert
+            objective adds its targets' centroids (``kmeans.pt``).
+        ckpt_dir: resumable training checkpoints.
+        seed: global seed.
+        threads: torch intra-op threads.
+        init: optional wav2vec2 folder to continue pretraining from.
+        stop_at: stop after this step as if killed (tests); nothing is saved to ``out_dir``.
+
+    Returns:
+        ``{"history", "metrics", "stopped_early"}``: the objective's losses per logging step
+        (contrastive: loss, contrastive and diversity loss per masked token, codebook
+        perplexity; hubert: loss and masked/unmasked cluster accuracy); metrics with the
+        objective, the final values, wall time and audio seconds per second.
+    """
+    torch.set_num_threads(threads)
+    env = dd.setup(m.device)
+    if len(train) == 0:
+        raise ValueError("pretrain: the training manifest is empty")
+    ck.seed_everything(seed)
+    model = build_pretraining_model(m, p, init)
+    scale_feature_grad(model, p.feature_grad_mult)
+    data = AudioSet(train)
+    fp = ck.fingerprint("pretrain", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
+                        list(train["path"]), env.world_size)
+    if p.objective == "hubert":
+        from s6damon.ssl.hubert import hubert_objective  # it builds on this module's helpers
+
+        objective = hubert_objective(model, p, data, seed, ckpt_dir, fp)
+    else:
+        objective = contrastive_objective(model, p)
+    objective.net.train()
+    max_samples = int(p.max_seconds * SAMPLE_RATE)
+    data.durations = np.minimum(data.durations, p.max_seconds)  # batches are sized by the cropped length
+
+    def batch_fn(rows: list[int], step: int) -> Batch:
+        return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]), p.speed_perturb)
+
+    res = run_loop(objective.net, data, loop_config(p, f"pretrain ({p.objective})"), objective.step, env, ckpt_dir,
+                   fp, seed, batch_fn=batch_fn, stop_at=stop_at)
     last = res.history[-1] if res.history else {}
     metrics = {
-        "steps": res.steps_done, "resumed_from": res.resumed_from, "train_seconds": round(res.seconds, 2),
-        "audio_seconds_per_second": round(res.throughput, 2),
+        "objective": p.objective, "steps": res.steps_done, "resumed_from": res.resumed_from,
+        "train_seconds": round(res.seconds, 2), "audio_seconds_per_second": round(res.throughput, 2),
         "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2), "parameters": count_parameters(model),
-        **{f"final_{k}": last.get(k) for k in ("loss", "contrastive_loss", "diversity_loss", "codevector_perplexity")},
-        "world_size": env.world_size,
+        **objective.stats, **{f"final_{k}": last.get(k) for k in objective.final}, "world_size": env.world_size,
     }
     if not res.stopped_early and env.is_main:
-        save_model(model, build_tokenizer(), out_dir)
+        save_model(model, build_tokenizer(), out_dir, extra=objective.save_extra)
     dd.barrier(env)
     return {"history": res.history, "metrics": metrics, "stopped_early": res.stopped_early}
