@@ -1,9 +1,12 @@
-"""wav2vec 2.0 self-supervised pretraining (contrastive + codebook-diversity loss).
+"""Self-supervised pretraining of a wav2vec 2.0 model: one training run for both objectives.
 
-Spans of encoder tokens are masked (``_compute_mask_indices``); for every masked token the
-transformer output must pick the quantised true latent among ``num_negatives`` distractors
-drawn from the same utterance (``_sample_negative_indices``); a diversity term keeps the
-Gumbel-softmax codebooks in use. Loss is normalised per masked token.
+The contrastive objective (``pretrain.objective: wav2vec2``, the default): spans of encoder
+tokens are masked (``_compute_mask_indices``); for every masked token the transformer output
+must pick the quantised true latent among ``num_negatives`` distractors drawn from the same
+utterance (``_sample_negative_indices``); a diversity term keeps the Gumbel-softmax codebooks
+in use. Loss is normalised per masked token. The masked-prediction objective (``hubert``)
+lives in :mod:`s6damon.ssl.hubert`; :func:`pretrain` runs either with the same model,
+optimiser, batches and masking (:class:`SSLObjective` holds what differs).
 """
 
 from __future__ import annotations
