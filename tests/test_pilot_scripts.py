@@ -68,3 +68,26 @@ def test_nested_overrides_are_validated():
         override(PretrainParams(), ["hubert.clusters=1"], "pretrain")
     with pytest.raises(ParamsError, match="'pretrain.steps' is not a section"):
         override(PretrainParams(), ["steps.x=1"], "pretrain")
+
+
+def test_layer_table_pairs_every_representation_with_timed_phones(tmp_path):
+    from layer_pnmi import frame_table, timed_rows
+    from transformers import Wav2Vec2Model
+
+    from _train_fixtures import make_manifest, tiny_params
+    from s6damon.model.factory import build_config
+    from s6damon.model.vocab import build_tokenizer
+
+    df = make_manifest(tmp_path / "wav", 4).assign(split=["train", "train", "test", "train"],
+                                                   voice=["a", "b", "c", "a"])
+    phones = {u: pd.DataFrame({"phone": ["x", "y"], "start": [0.0, 0.1], "end": [0.1, 0.3]})
+              for u in df.utt_id[:3]}                      # the fourth utterance is untimed
+    rows = timed_rows(df, set(phones), "train", minutes=10.0, seed=0)
+    assert sorted(rows["utt_id"]) == sorted(df.utt_id[:2])
+    m, _, _ = tiny_params()
+    model = Wav2Vec2Model(build_config(m, len(build_tokenizer()))).eval()
+    feats, ph, voices = frame_table(model, rows, phones)
+    assert set(feats) == {f"layer{k}" for k in range(m.num_layers + 1)} | {"mfcc"}
+    assert all(len(x) == len(ph) == len(voices) == 30 for x in feats.values())   # 15 tokens in 0-0.3 s each
+    assert feats["mfcc"].shape[1] == 39 and feats["layer0"].shape[1] == m.hidden_size
+    assert ph.count("x") == 2 * 5
