@@ -103,3 +103,25 @@ def test_safari_for_run_keeps_only_the_fields_a_method_reads():
     assert set(RUN_FIELDS) == {"dense", *METHODS}
     with pytest.raises(ValueError, match="unknown safari method"):
         base.for_run("nope")
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "profiles/tiny.yaml"])
+def test_params_survive_dvc_exp_run_set(name, tmp_path):
+    """``dvc exp run -S key=value`` rewrites params.yaml with DVC's round-trip YAML writer,
+    which drops quotes a flow-style mapping of ``voice:variant`` keys needs; what it writes
+    must load again, with only the set key changed."""
+    import shutil
+
+    from dvc.utils.serialize import load_yaml, modify_yaml
+
+    from s6damon.config.schema import to_dict
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / name, path)
+    before = to_dict(load_params(path))
+    with modify_yaml(path) as data:
+        data["finetune"]["steps"] = before["finetune"]["steps"] + 1
+    load_yaml(path)   # DVC reads it back for the run (its parser is stricter than PyYAML's)
+    after = to_dict(load_params(path))
+    after["finetune"]["steps"] -= 1
+    assert after == before
