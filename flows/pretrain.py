@@ -17,6 +17,7 @@ on the test voices).
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def pretrain(params_path: str = "params.yaml") -> dict:
     return metrics
 
 
-def _hubert_targets(model_dir: Path, manifest: Path, splits: list[str], log) -> dict | None:
+def _hubert_targets(model_dir: Path, manifest: Path, splits: list[str], log: logging.Logger | logging.LoggerAdapter
+                    ) -> dict | None:
     """The hubert targets' phone quality, or None (logged) where the corpus has no timings."""
     truth = manifest.parent / "truth_phones.parquet"
     if not truth.is_file():
