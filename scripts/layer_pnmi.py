@@ -26,7 +26,14 @@ from transformers import Wav2Vec2Model
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s6damon import io  # noqa: E402
-from s6damon.ssl.hubert import frame_geometry, frame_phones, mfcc_features, target_quality  # noqa: E402
+from s6damon.ssl.hubert import (  # noqa: E402
+    frame_geometry,
+    frame_phones,
+    mfcc_features,
+    phones_by_utt,
+    target_quality,
+    target_quality_per_voice,
+)
 from s6damon.train.data import AudioSet, normalise_wave  # noqa: E402
 
 
@@ -77,8 +84,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = Wav2Vec2Model.from_pretrained(args.model).eval()
     manifest = io.read_parquet(args.corpus / "manifest.parquet")
-    truth = io.read_parquet(args.corpus / "truth_phones.parquet")
-    phones = dict(tuple(truth.sort_values(["utt_id", "start"]).groupby("utt_id")))
+    phones = phones_by_utt(io.read_parquet(args.corpus / "truth_phones.parquet"))
     train, train_ph, _ = frame_table(model, timed_rows(manifest, set(phones), "train", args.train_minutes, args.seed),
                                      phones)
     test, test_ph, test_voice = frame_table(model, timed_rows(manifest, set(phones), "test", args.test_minutes,
@@ -88,10 +94,10 @@ def main() -> None:
     for name in train:
         km = KMeans(args.clusters, n_init=1, max_iter=args.iters, random_state=args.seed).fit(train[name])
         test_ids = km.predict(test[name]).tolist()
-        per_voice = pd.DataFrame({"c": test_ids, "ph": test_ph, "v": test_voice}).groupby("v")
+        per_voice = target_quality_per_voice(test_ids, test_ph, test_voice)
         report["representations"][name] = {
             "train": target_quality(km.labels_.tolist(), train_ph), "test": target_quality(test_ids, test_ph),
-            "test_pnmi_per_voice": {v: target_quality(g["c"].tolist(), g["ph"].tolist())["pnmi"] for v, g in per_voice}}
+            "test_pnmi_per_voice": {v: q["pnmi"] for v, q in per_voice.items()}}
         r = report["representations"][name]
         print(f"{name}: PNMI train {r['train']['pnmi']:.3f}, test {r['test']['pnmi']:.3f}", flush=True)
     io.write_json(args.out, report)

@@ -26,6 +26,7 @@ from s6damon.ssl.hubert import (
     label_frames,
     masked_prediction_loss,
     mfcc_features,
+    phones_by_utt,
     target_quality,
     target_report,
 )
@@ -159,7 +160,7 @@ def test_label_frames_pairs_clusters_with_true_phones(tmp_path):
     # timings for the first two utterances only (the third has none, like an untimed voice)
     truth = pd.DataFrame({"utt_id": [df.utt_id[0], df.utt_id[0], df.utt_id[1]], "phone": ["a", "b", "a"],
                           "start": [0.0, 0.1, 0.0], "end": [0.1, 0.3, 0.2]})
-    clusters, phones, voices = label_frames(df, truth, torch.randn(4, 39), 400, 320)
+    clusters, phones, voices = label_frames(df, phones_by_utt(truth), torch.randn(4, 39), 400, 320)
     # token centres at 12.5 + 20 k ms: 15 inside 0-0.3 s, 10 inside 0-0.2 s
     assert len(clusters) == len(phones) == len(voices) == 25
     assert phones[:15] == ["a"] * 5 + ["b"] * 10 and voices == ["v1"] * 15 + ["v2"] * 10

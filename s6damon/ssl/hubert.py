@@ -141,27 +141,38 @@ def target_quality(clusters: list[int], phones: list[str]) -> dict[str, float]:
             "cluster_purity": float(joint.max(1).sum()), "pnmi": mi / hy if hy > 0 else 0.0}
 
 
-def label_frames(rows: pd.DataFrame, truth_phones: pd.DataFrame, centroids: torch.Tensor, window: int, hop: int
-                 ) -> tuple[list[int], list[str], list[str]]:
+def phones_by_utt(truth_phones: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The synthesiser's phone rows (``utt_id``, ``phone``, ``start``, ``end``) of each
+    utterance, in time order: what :func:`label_frames` and :func:`frame_phones` read."""
+    return dict(tuple(truth_phones.sort_values(["utt_id", "start"]).groupby("utt_id")))
+
+
+def label_frames(rows: pd.DataFrame, phones: dict[str, pd.DataFrame], centroids: torch.Tensor, window: int,
+                 hop: int) -> tuple[list[int], list[str], list[str]]:
     """Cluster id, true phone and voice of every encoder token of ``rows`` (manifest rows
-    with ``utt_id``, ``path``, ``voice``) that lies inside a phone of ``truth_phones``
-    (the synthesiser's timings). Utterances without ground-truth timings are left out."""
-    by_utt = dict(tuple(truth_phones.sort_values(["utt_id", "start"]).groupby("utt_id")))
+    with ``utt_id``, ``path``, ``voice``) that lies inside a phone of ``phones`` (the
+    synthesiser's timings, :func:`phones_by_utt`). Utterances without timings are left out."""
     data = AudioSet(rows, preload=False)
     clusters: list[int] = []
-    phones: list[str] = []
+    labels: list[str] = []
     voices: list[str] = []
     for i, (utt, voice) in enumerate(zip(rows["utt_id"], rows["voice"])):
-        if utt not in by_utt:
+        if utt not in phones:
             continue
         feats = mfcc_features(normalise_wave(data.wave(i)), window, hop)
         ids = assign_clusters(feats, centroids).tolist() if len(feats) else []
-        for c, ph in zip(ids, frame_phones(by_utt[utt], len(ids), window, hop)):
+        for c, ph in zip(ids, frame_phones(phones[utt], len(ids), window, hop)):
             if ph is not None:
                 clusters.append(int(c))
-                phones.append(ph)
+                labels.append(ph)
                 voices.append(voice)
-    return clusters, phones, voices
+    return clusters, labels, voices
+
+
+def target_quality_per_voice(clusters: list[int], phones: list[str], voices: list[str]) -> dict[str, dict[str, float]]:
+    """:func:`target_quality` of the frames of each voice separately."""
+    frame = pd.DataFrame({"c": clusters, "ph": phones, "v": voices})
+    return {voice: target_quality(g["c"].tolist(), g["ph"].tolist()) for voice, g in frame.groupby("v")}
 
 
 def target_report(model_dir: str | Path, sets: dict[str, pd.DataFrame], truth_phones: pd.DataFrame
@@ -174,16 +185,12 @@ def target_report(model_dir: str | Path, sets: dict[str, pd.DataFrame], truth_ph
     if not path.is_file():
         raise FileNotFoundError(f"{model_dir}: no {KMEANS_FILE}; the folder was not pretrained with objective hubert")
     blob = torch.load(path, weights_only=True)
+    phones = phones_by_utt(truth_phones)
     out: dict[str, dict[str, Any]] = {}
     for name, rows in sets.items():
-        c, ph, v = label_frames(rows.reset_index(drop=True), truth_phones, blob["centroids"], blob["window"],
-                                blob["hop"])
-        if not c:
-            continue
-        frame = pd.DataFrame({"c": c, "ph": ph, "v": v})
-        out[name] = {**target_quality(c, ph),
-                     "per_voice": {voice: target_quality(g["c"].tolist(), g["ph"].tolist())
-                                   for voice, g in frame.groupby("v")}}
+        c, ph, v = label_frames(rows.reset_index(drop=True), phones, blob["centroids"], blob["window"], blob["hop"])
+        if c:
+            out[name] = {**target_quality(c, ph), "per_voice": target_quality_per_voice(c, ph, v)}
     return out
 
 
