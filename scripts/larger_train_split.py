@@ -1,8 +1,8 @@
 """Render the train split of a larger corpus plan, keeping the evaluation splits of an existing corpus.
 
 For measuring what more training audio of the same voices buys with the evaluation sets held
-fixed (README, "More training audio and a longer budget"). The plan is the one ``prepare``
-would make at ``--minutes`` (same seed, voices and augmentation); train utterances whose text
+fixed (docs/experiments/recipe.md, "More training audio and a longer budget"). The plan is
+the one ``prepare`` would make at ``--minutes`` (same seed, voices and augmentation); train utterances whose text
 occurs in the existing corpus's dev, test or test_open are left out, so no evaluation text is
 trained on. The written manifest holds the new train rows and the existing corpus's other
 rows (paths made absolute).

@@ -1,6 +1,6 @@
 """Finetune and score one token-dropping variant outside the pipeline, on the salad_eval recipe.
 
-For exploring SALAD variants without changing the stage (README, SALAD, "Tried"): the same
+For exploring SALAD variants without changing the stage (docs/experiments/salad.md): the same
 finetuned model, detector, ``salad.finetune`` budget, seed and greedy decoding as
 ``python -m flows.salad_eval``, after ``dvc repro salad_eval`` in the same folder. A variant
 is one keep policy at one drop ratio:
