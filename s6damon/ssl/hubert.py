@@ -7,7 +7,7 @@ predict the cluster of each masked token (cross-entropy over cosine similarities
 projection of its output and one learned embedding per cluster). Unlike the contrastive
 objective (:mod:`s6damon.train.pretrain`) the targets are fixed before training; on the
 default corpus they predict the synthesiser's phones as well on the unseen test voices as on
-the training audio (PNMI, :func:`target_quality`; README, "HuBERT-style pretraining").
+the training audio (PNMI, :func:`target_quality`; measured in docs/experiments/recipe.md).
 
 Chosen with ``pretrain.objective: hubert``; :func:`s6damon.train.pretrain.pretrain` runs it
 with the same model, optimiser, batches and masking as the contrastive objective. The model
