@@ -1,7 +1,8 @@
 """Finetune one recipe variant outside the pipeline and score it on fixed evaluation splits.
 
 For the recipe comparisons of docs/experiments/recipe.md: the same pretrained model, a train
-manifest and an evaluation manifest given explicitly, ``finetune`` params overridden on the command line.
+manifest and an evaluation manifest given explicitly, ``finetune`` params overridden on the
+command line.
 Writes ``<out>/model``, ``<out>/hyps_<split>.parquet`` and ``<out>/summary.json`` (WER/CER per
 split and per voice, training metrics) and, with ``--against DIR`` (another pilot's folder),
 the paired-bootstrap WER difference on each split.

@@ -2,10 +2,10 @@
 
 For measuring what more training audio of the same voices buys with the evaluation sets held
 fixed (docs/experiments/recipe.md, "More training audio and a longer budget"). The plan is
-the one ``prepare`` would make at ``--minutes`` (same seed, voices and augmentation); train utterances whose text
-occurs in the existing corpus's dev, test or test_open are left out, so no evaluation text is
-trained on. The written manifest holds the new train rows and the existing corpus's other
-rows (paths made absolute).
+the one ``prepare`` would make at ``--minutes`` (same seed, voices and augmentation); train
+utterances whose text occurs in the existing corpus's dev, test or test_open are left out,
+so no evaluation text is trained on. The written manifest holds the new train rows and the
+existing corpus's other rows (paths made absolute).
 
 Usage::
 

@@ -1,7 +1,7 @@
 """Pretrain one SSL recipe variant outside the pipeline, on a pool of unlabeled audio.
 
-For the pretraining comparisons of docs/experiments/recipe.md: the train rows of one or more manifests (their
-transcripts unused) form the pool; rows whose transcript is an evaluation text of
+For the pretraining comparisons of docs/experiments/recipe.md: the train rows of one or more
+manifests (their transcripts unused) form the pool; rows whose transcript is an evaluation text of
 ``--eval`` are left out, and so are the evaluation voices (no test speaker's audio is
 pretrained on, labelled or not). ``pretrain`` params are overridden on the command line.
 Writes ``<out>/model`` (a checkpoint folder for ``scripts/finetune_pilot.py --init``) and
