@@ -2,7 +2,8 @@
 
 Each run lives in ``.work/runs/safari/<method>-<level>/<fingerprint>/`` (model, mask(s),
 resumable checkpoints). The cache key covers the method, level, params, seed, the contents
-of the starting model and manifest, and the source of the core code, so a killed flow
+of the starting model and manifest, and the source of the core code (the folder's name
+too: :func:`tasks.caching.run_key`), so a killed flow
 re-runs only the unfinished runs — and those resume from their last checkpoint.
 """
 
@@ -16,7 +17,7 @@ from prefect import task
 from s6damon import io
 from s6damon.config.model import ModelParams
 from s6damon.config.safari import SafariParams
-from tasks.caching import content_cache, fingerprint
+from tasks.caching import content_cache, run_key
 from tasks.concurrency import call_run
 from tasks.train import TRAIN_CODE
 
@@ -35,7 +36,7 @@ def _context(m: ModelParams, sp: SafariParams, manifest: Path, seed: int, thread
 
 def run_dir(method: str, level: float, *key: Any) -> Path:
     """Folder of one run, named for people and keyed by content."""
-    return RUNS / f"{method}-{level:g}" / fingerprint(method, level, *key)[:16]
+    return RUNS / f"{method}-{level:g}" / run_key(SAFARI_CODE, method, level, *key)
 
 
 @task(cache_policy=content_cache(*SAFARI_CODE, exclude=("isolate",)), persist_result=True)

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from s6damon import io
 from s6damon.config.model import FinetuneParams, ModelParams
 from s6damon.config.salad import DetectorParams
-from tasks.caching import content_cache, fingerprint
+from tasks.caching import content_cache, fingerprint, run_key
 from tasks.concurrency import call_run
 
 SALAD_CODE = ("s6damon/salad", "s6damon/model", "s6damon/train", "s6damon/pruning/flops.py", "s6damon/text.py",
@@ -110,7 +110,7 @@ def drop_finetune(method: str, ratio: float, init: Path, detector: Path | None, 
     from s6damon.salad.methods import DropWrap
     from s6damon.train.finetune import finetune
 
-    run_dir = RUNS / fingerprint(method, ratio, init, detector, m, p, manifest, seed)[:16]
+    run_dir = RUNS / run_key(SALAD_CODE, method, ratio, init, detector, m, p, manifest, seed)
     result = call_run(finetune, init, m, p, _rows(manifest, ("train",)), None, run_dir / "model",
                       run_dir / "checkpoints", seed=seed, threads=threads, wrap=DropWrap(method, ratio, detector, seed),
                       tag=f"{method}@{ratio:g}", isolate=isolate)

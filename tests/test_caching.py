@@ -7,7 +7,8 @@ from pathlib import Path
 from prefect import flow, task
 
 from s6damon.config import load_params
-from tasks.caching import content_cache, fingerprint, run_with_outputs
+import tasks.caching
+from tasks.caching import content_cache, fingerprint, run_key, run_with_outputs
 
 CALLS: list[str] = []
 
@@ -80,3 +81,20 @@ def test_cached_result_whose_files_are_gone_is_recomputed(prefect_server, tmp_pa
     Path(dest).unlink()
     maker(dest)
     assert len(CALLS) == 2 and Path(dest).exists()
+
+
+def test_run_folder_changes_with_the_training_code(tmp_path, monkeypatch):
+    """A run resumes from the checkpoints in its folder: new code must get a new folder."""
+    monkeypatch.setattr(tasks.caching, "PROJECT", tmp_path)
+    (tmp_path / "trainer").mkdir()
+    loss = tmp_path / "trainer" / "loss.py"
+    loss.write_text("def loss(x):\n    return x\n")
+    data = tmp_path / "train.parquet"
+    data.write_text("rows")
+    key = run_key(["trainer"], data, 1234)
+    assert run_key(["trainer"], data, 1234) == key  # same code and inputs: same folder, so it resumes
+    loss.write_text("def loss(x):\n    return 2 * x\n")
+    assert run_key(["trainer"], data, 1234) != key
+    loss.write_text("def loss(x):\n    return x\n")
+    assert run_key(["trainer"], data, 1234) == key
+    assert run_key(["trainer"], data, 4321) != key
