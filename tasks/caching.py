@@ -60,17 +60,6 @@ def source_hash(paths: Iterable[str]) -> str:
     return h.hexdigest()
 
 
-def run_key(code: Iterable[str], *objects: Any) -> str:
-    """Name of a training run's folder under ``.work/runs``: its inputs and the source of the
-    code that trains it (``code``, project-relative paths).
-
-    A run resumes from the checkpoints in its folder, so the folder must change whenever the
-    code does: otherwise a code change that DVC and the task cache rerun would continue from
-    checkpoints the old code wrote, and the final model would mix the two.
-    """
-    return fingerprint(source_hash(code), *objects)[:16]
-
-
 @dataclasses.dataclass
 class ContentHash(CachePolicy):
     """Key = task source + named core sources + content hash of every argument.

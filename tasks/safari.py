@@ -3,7 +3,7 @@
 Each run lives in ``.work/runs/safari/<method>-<level>/<fingerprint>/`` (model, mask(s),
 resumable checkpoints). The cache key covers the method, level, params, seed, the contents
 of the starting model and manifest, and the source of the core code (the folder's name
-too: :func:`tasks.caching.run_key`), so a killed flow
+too: :func:`tasks.runs.run_key`), so a killed flow
 re-runs only the unfinished runs — and those resume from their last checkpoint.
 """
 
@@ -17,7 +17,8 @@ from prefect import task
 from s6damon import io
 from s6damon.config.model import ModelParams
 from s6damon.config.safari import SafariParams
-from tasks.caching import content_cache, run_key
+from tasks.caching import content_cache
+from tasks.runs import run_key
 from tasks.concurrency import call_run
 from tasks.train import TRAIN_CODE
 

@@ -18,7 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from s6damon import io
 from s6damon.config.model import FinetuneParams, ModelParams
 from s6damon.config.salad import DetectorParams
-from tasks.caching import content_cache, fingerprint, run_key
+from tasks.caching import content_cache, fingerprint
+from tasks.runs import run_key
 from tasks.concurrency import call_run
 
 SALAD_CODE = ("s6damon/salad", "s6damon/model", "s6damon/train", "s6damon/pruning/flops.py", "s6damon/text.py",

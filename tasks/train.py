@@ -2,7 +2,7 @@
 
 Each training run lives in ``.work/runs/<stage>/<fingerprint>/``: its periodic checkpoints
 (a killed run resumes from the latest) and its final model folder. The fingerprint
-(:func:`tasks.caching.run_key`) covers the params, the seed, the contents of every input and
+(:func:`tasks.runs.run_key`) covers the params, the seed, the contents of every input and
 the source of the training code, so a changed input or changed code starts afresh while an
 unchanged run resumes.
 """
@@ -16,7 +16,8 @@ from prefect import task
 
 from s6damon import io
 from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
-from tasks.caching import content_cache, run_key
+from tasks.caching import content_cache
+from tasks.runs import run_key
 from tasks.concurrency import call_run
 
 TRAIN_CODE = ("s6damon/model", "s6damon/train", "s6damon/text.py", "s6damon/io.py")

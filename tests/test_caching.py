@@ -8,7 +8,8 @@ from prefect import flow, task
 
 from s6damon.config import load_params
 import tasks.caching
-from tasks.caching import content_cache, fingerprint, run_key, run_with_outputs
+from tasks.caching import content_cache, fingerprint, run_with_outputs
+from tasks.runs import run_key
 
 CALLS: list[str] = []
 
