@@ -11,6 +11,9 @@ is one keep policy at one drop ratio:
   than ``N`` adjacent dropped tokens, so every stretch of speech keeps a minimum token
   density (``N = 1``: never two neighbours dropped), while the detector still decides which
   tokens go;
+- ``--alternate`` (SALAD): the stage's one global threshold, but in every run of adjacent
+  tokens under it only every other token is dropped (never two neighbours, no per-token
+  loop, so it could be exported); the threshold is re-chosen on dev for ``ratio``;
 - any of the stage's own methods (``salad_<source>``, ``uniform``, ``random``, ``energy``,
   ``none``), to rerun a cell of the committed table.
 
@@ -46,6 +49,7 @@ from s6damon.salad.baselines import n_keep  # noqa: E402
 from s6damon.salad.detector import SaliencyDetector, load_detector  # noqa: E402
 from s6damon.salad.dropping import TokenDropCTC  # noqa: E402
 from s6damon.salad.methods import drop_model, is_salad  # noqa: E402
+from s6damon.train.data import load_audio, normalise_wave  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
 from s6damon.train.finetune import finetune  # noqa: E402
 
@@ -102,17 +106,75 @@ class QuotaPolicy:
         return keep.to(input_values.device)
 
 
+
+def alternate_keep(probs: torch.Tensor, lengths: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Drop candidates (P(salient) < ``threshold``) but never two neighbours: in every run of
+    adjacent candidates the 1st, 3rd, 5th... go. No loop over tokens (the run position comes
+    from a running maximum), so unlike :func:`spaced_keep` it could live in an exported graph.
+
+    Args:
+        probs: ``(B, T)`` P(salient); lengths: ``(B,)`` valid tokens.
+
+    Returns:
+        ``(B, T)`` bool keep-mask (padding kept False).
+    """
+    B, T = probs.shape
+    idx = torch.arange(T).expand(B, T)
+    valid = idx < lengths[:, None]
+    cand = (probs < threshold) & valid
+    last_break = torch.cummax(torch.where(cand, torch.full_like(idx, -1), idx), dim=1).values
+    drop = cand & ((idx - last_break - 1) % 2 == 0)
+    return valid & ~drop
+
+
+class AlternatePolicy:
+    """SALAD's detector with one global threshold (as the stage) and :func:`alternate_keep`
+    (reruns the frozen conv encoder to read the detector's input, like :class:`QuotaPolicy`)."""
+
+    def __init__(self, model: torch.nn.Module, detector: SaliencyDetector, threshold: float) -> None:
+        self.base, self.detector, self.threshold = base_model(model), detector, threshold
+
+    @torch.no_grad()
+    def probs(self, input_values: torch.Tensor, frame_lengths: torch.Tensor | None) -> torch.Tensor:
+        feats = self.base.feature_extractor(input_values).transpose(1, 2)
+        return torch.sigmoid(self.detector(feats, frame_lengths)).float().cpu()
+
+    def __call__(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None,
+                 frame_lengths: torch.Tensor, T: int) -> torch.Tensor:
+        probs = self.probs(input_values, frame_lengths)[:, :T]
+        return alternate_keep(probs, frame_lengths.cpu(), self.threshold).to(input_values.device)
+
+
+def alternate_threshold(model: torch.nn.Module, detector: SaliencyDetector, dev, ratio: float) -> float:
+    """The threshold at which :func:`alternate_keep` drops ``ratio`` of the dev tokens."""
+    pol = AlternatePolicy(model, detector, 0.5)
+    probs = []
+    for path in dev["path"]:
+        x = torch.from_numpy(normalise_wave(load_audio(path)))[None]
+        with torch.no_grad():
+            probs.append(pol.probs(x, None)[0])  # one unpadded utterance: every frame is valid
+    total = sum(len(p) for p in probs)
+    best = None
+    for thr in np.linspace(0.0, 1.0, 201):
+        dropped = sum(int((~alternate_keep(p[None], torch.tensor([len(p)]), float(thr))).sum()) for p in probs)
+        if best is None or abs(dropped / total - ratio) < abs(best[1] - ratio):
+            best = (float(thr), dropped / total)
+    print(f"alternate threshold {best[0]:.3f}: {best[1]:.3f} of dev tokens dropped")
+    return best[0]
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", required=True, help="salad_<source>, uniform, random, energy or none")
     ap.add_argument("--ratio", type=float, required=True)
     ap.add_argument("--quota", action="store_true", help="SALAD: drop exactly ratio per utterance")
     ap.add_argument("--max-run", type=int, default=None, help="with --quota: longest run of dropped tokens")
+    ap.add_argument("--alternate", action="store_true",
+                    help="SALAD: one global threshold, every other token of each run of candidates dropped")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--against", default=None, help="data/salad_hyps/<NAME>_<split>.parquet to compare with")
     args = ap.parse_args()
-    if (args.quota or args.max_run is not None) and not is_salad(args.method):
+    if (args.quota or args.max_run is not None or args.alternate) and not is_salad(args.method):
         ap.error("--quota and --max-run apply to salad_<source> methods")
     if args.max_run is not None and not args.quota:
         ap.error("--max-run needs --quota")
@@ -123,7 +185,14 @@ def main() -> None:
     det_path = detector_path(args.method.removeprefix("salad_")) if is_salad(args.method) else None
     det, thresholds = (load_detector(det_path)[:2] if det_path else (None, {}))
 
+    alt_thr = None
+    if args.alternate:
+        alt_thr = alternate_threshold(load_ctc_model(FINETUNED)[0].eval(), det,
+                                      manifest[manifest["split"] == "dev"].reset_index(drop=True), args.ratio)
+
     def wrap(model: torch.nn.Module) -> TokenDropCTC:
+        if args.alternate:
+            return TokenDropCTC(model, policy=AlternatePolicy(model, det, alt_thr))
         if args.quota:
             return TokenDropCTC(model, policy=QuotaPolicy(model, det, args.ratio, args.max_run))
         return drop_model(model, args.method, args.ratio, detector=det,
