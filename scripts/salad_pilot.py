@@ -13,7 +13,7 @@ is one keep policy at one drop ratio:
   tokens go;
 - ``--alternate`` (SALAD): the stage's one global threshold, but in every run of adjacent
   tokens under it only every other token is dropped (never two neighbours, no per-token
-  loop, so it could be exported); the threshold is re-chosen on dev for ``ratio``;
+  loop, so it can be exported); the threshold is re-chosen on dev for ``ratio``;
 - any of the stage's own methods (``salad_<source>``, ``uniform``, ``random``, ``energy``,
   ``none``), to rerun a cell of the committed table.
 
@@ -109,8 +109,9 @@ class QuotaPolicy:
 
 def alternate_keep(probs: torch.Tensor, lengths: torch.Tensor, threshold: float) -> torch.Tensor:
     """Drop candidates (P(salient) < ``threshold``) but never two neighbours: in every run of
-    adjacent candidates the 1st, 3rd, 5th... go. No loop over tokens (the run position comes
-    from a running maximum), so unlike :func:`spaced_keep` it could live in an exported graph.
+    adjacent candidates the 1st, 3rd, 5th... go. No loop over tokens — each run's start is
+    found with a cumulative sum, a scatter and a gather — so unlike :func:`spaced_keep` it can
+    live in an exported graph.
 
     Args:
         probs: ``(B, T)`` P(salient); lengths: ``(B,)`` valid tokens.
@@ -119,11 +120,17 @@ def alternate_keep(probs: torch.Tensor, lengths: torch.Tensor, threshold: float)
         ``(B, T)`` bool keep-mask (padding kept False).
     """
     B, T = probs.shape
-    idx = torch.arange(T).expand(B, T)
+    idx = torch.arange(T, device=probs.device).expand(B, T)
     valid = idx < lengths[:, None]
     cand = (probs < threshold) & valid
-    last_break = torch.cummax(torch.where(cand, torch.full_like(idx, -1), idx), dim=1).values
-    drop = cand & ((idx - last_break - 1) % 2 == 0)
+    prev = torch.cat([torch.zeros_like(cand[:, :1]), cand[:, :-1]], dim=1)
+    start = cand & ~prev
+    run_id = torch.cumsum(start.long(), dim=1)  # k at and after the k-th run's first token
+    zeros = torch.zeros_like(idx)
+    # slot k holds the k-th run's first index (slot 0 collects the zeros of non-start tokens)
+    starts = torch.zeros(B, T + 1, dtype=idx.dtype, device=probs.device).scatter(
+        1, torch.where(start, run_id, zeros), torch.where(start, idx, zeros))
+    drop = cand & ((idx - torch.gather(starts, 1, run_id)) % 2 == 0)
     return valid & ~drop
 
 
