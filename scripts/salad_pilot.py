@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,12 +45,14 @@ from flows.salad_train import detector_path  # noqa: E402
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
-from s6damon.salad.backbone import base_model  # noqa: E402
+from s6damon.salad.backbone import extract_features  # noqa: E402
 from s6damon.salad.baselines import n_keep  # noqa: E402
-from s6damon.salad.detector import SaliencyDetector, load_detector  # noqa: E402
+from s6damon.salad.corpus import conv_features  # noqa: E402
+from s6damon.salad.detector import SaliencyDetector, load_detector, predict_proba  # noqa: E402
 from s6damon.salad.dropping import TokenDropCTC  # noqa: E402
+from s6damon.salad.fit import dev_probabilities  # noqa: E402
 from s6damon.salad.methods import drop_model, is_salad  # noqa: E402
-from s6damon.train.data import load_audio, normalise_wave  # noqa: E402
+from s6damon.train.data import AudioSet  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
 from s6damon.train.finetune import finetune  # noqa: E402
 
@@ -84,27 +87,32 @@ def spaced_keep(scores: np.ndarray, n_drop: int, max_run: int | None) -> np.ndar
     return keep
 
 
+@torch.no_grad()
+def salience(model: torch.nn.Module, detector: SaliencyDetector, input_values: torch.Tensor,
+             attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """``(B, T)`` P(salient) on the CPU, from a rerun of ``model``'s frozen conv encoder (the
+    pilot policies' input: fine for accuracy, not for latency)."""
+    feats, lengths = extract_features(model, input_values, attention_mask)
+    return predict_proba(detector, feats, lengths).float().cpu()
+
+
 class QuotaPolicy:
     """SALAD's detector with a per-utterance quota and an optional run-length limit, as a
-    keep policy for :class:`~s6damon.salad.dropping.TokenDropCTC` (it reruns the frozen conv
-    encoder to read the detector's input: fine for accuracy, not for latency)."""
+    keep policy for :class:`~s6damon.salad.dropping.TokenDropCTC`."""
 
     def __init__(self, model: torch.nn.Module, detector: SaliencyDetector, ratio: float,
                  max_run: int | None) -> None:
-        self.base, self.detector, self.ratio, self.max_run = base_model(model), detector, ratio, max_run
+        self.model, self.detector, self.ratio, self.max_run = model, detector, ratio, max_run
 
-    @torch.no_grad()
     def __call__(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None,
                  frame_lengths: torch.Tensor, T: int) -> torch.Tensor:
-        feats = self.base.feature_extractor(input_values).transpose(1, 2)
-        probs = torch.sigmoid(self.detector(feats, frame_lengths)).float().cpu().numpy()
+        probs = salience(self.model, self.detector, input_values, attention_mask).numpy()
         keep = torch.zeros(len(frame_lengths), T, dtype=torch.bool)
         for b, n in enumerate(frame_lengths.tolist()):
             n = int(n)
             n_drop = n - n_keep(n, self.ratio, 1)  # the baselines' count, so every method drops as many
             keep[b, :n] = torch.from_numpy(spaced_keep(probs[b, :n], n_drop, self.max_run))
         return keep.to(input_values.device)
-
 
 
 def alternate_keep(probs: torch.Tensor, lengths: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -135,31 +143,23 @@ def alternate_keep(probs: torch.Tensor, lengths: torch.Tensor, threshold: float)
 
 
 class AlternatePolicy:
-    """SALAD's detector with one global threshold (as the stage) and :func:`alternate_keep`
-    (reruns the frozen conv encoder to read the detector's input, like :class:`QuotaPolicy`)."""
+    """SALAD's detector with one global threshold (as the stage) and :func:`alternate_keep`."""
 
     def __init__(self, model: torch.nn.Module, detector: SaliencyDetector, threshold: float) -> None:
-        self.base, self.detector, self.threshold = base_model(model), detector, threshold
-
-    @torch.no_grad()
-    def probs(self, input_values: torch.Tensor, frame_lengths: torch.Tensor | None) -> torch.Tensor:
-        feats = self.base.feature_extractor(input_values).transpose(1, 2)
-        return torch.sigmoid(self.detector(feats, frame_lengths)).float().cpu()
+        self.model, self.detector, self.threshold = model, detector, threshold
 
     def __call__(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None,
                  frame_lengths: torch.Tensor, T: int) -> torch.Tensor:
-        probs = self.probs(input_values, frame_lengths)[:, :T]
+        probs = salience(self.model, self.detector, input_values, attention_mask)[:, :T]
         return alternate_keep(probs, frame_lengths.cpu(), self.threshold).to(input_values.device)
 
 
-def alternate_threshold(model: torch.nn.Module, detector: SaliencyDetector, dev, ratio: float) -> float:
-    """The threshold at which :func:`alternate_keep` drops ``ratio`` of the dev tokens."""
-    pol = AlternatePolicy(model, detector, 0.5)
-    probs = []
-    for path in dev["path"]:
-        x = torch.from_numpy(normalise_wave(load_audio(path)))[None]
-        with torch.no_grad():
-            probs.append(pol.probs(x, None)[0])  # one unpadded utterance: every frame is valid
+def alternate_threshold(model: torch.nn.Module, detector: SaliencyDetector, dev: pd.DataFrame,
+                        ratio: float) -> float:
+    """The threshold at which :func:`alternate_keep` drops ``ratio`` of the dev tokens (dev
+    P(salient) computed as the salad_train stage computes it for its thresholds)."""
+    feats = conv_features(model, AudioSet(dev, preload=False))
+    probs = [torch.from_numpy(p) for p in dev_probabilities(detector, list(feats.values()))]
     total = sum(len(p) for p in probs)
     best = None
     for thr in np.linspace(0.0, 1.0, 201):
@@ -168,6 +168,7 @@ def alternate_threshold(model: torch.nn.Module, detector: SaliencyDetector, dev,
             best = (float(thr), dropped / total)
     print(f"alternate threshold {best[0]:.3f}: {best[1]:.3f} of dev tokens dropped")
     return best[0]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -182,7 +183,9 @@ def main() -> None:
     ap.add_argument("--against", default=None, help="data/salad_hyps/<NAME>_<split>.parquet to compare with")
     args = ap.parse_args()
     if (args.quota or args.max_run is not None or args.alternate) and not is_salad(args.method):
-        ap.error("--quota and --max-run apply to salad_<source> methods")
+        ap.error("--quota, --max-run and --alternate apply to salad_<source> methods")
+    if args.quota and args.alternate:
+        ap.error("--quota and --alternate are two policies: choose one")
     if args.max_run is not None and not args.quota:
         ap.error("--max-run needs --quota")
 
