@@ -1,10 +1,10 @@
 """Tasks of the ``safari`` stage: one cached, persisted task per (method, level) run.
 
-Each run lives in ``.work/runs/safari/<method>-<level>/<fingerprint>/`` (model, mask(s),
-resumable checkpoints). The cache key covers the method, level, params, seed, the contents
-of the starting model and manifest, and the source of the core code (the folder's name
-too: :func:`tasks.runs.run_key`), so a killed flow
-re-runs only the unfinished runs — and those resume from their last checkpoint.
+Each run lives in ``.work/runs/safari/<method>-<level>/<key>/`` (model, mask(s), resumable
+checkpoints). The cache key covers the method, level, params, seed, the contents of the
+starting model and manifest, and the source of the task and the core code; the folder is
+named from it (:func:`tasks.runs.run_folder`), so a killed flow re-runs only the unfinished
+runs — and those resume from their last checkpoint.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from s6damon import io
 from s6damon.config.model import ModelParams
 from s6damon.config.safari import SafariParams
 from tasks.caching import content_cache
-from tasks.runs import run_key
 from tasks.concurrency import call_run
+from tasks.runs import run_folder
 from tasks.train import TRAIN_CODE
 
 SAFARI_CODE = (*TRAIN_CODE, "s6damon/pruning", "s6damon/safari", "s6damon/config/safari.py")
@@ -33,11 +33,6 @@ def _context(m: ModelParams, sp: SafariParams, manifest: Path, seed: int, thread
     split = lambda name: df[df["split"] == name].reset_index(drop=True)  # noqa: E731
     return RunContext(m=m, sp=sp, train=split("train"), dev=split("dev"), seed=seed, threads=threads,
                       teacher=teacher)
-
-
-def run_dir(method: str, level: float, *key: Any) -> Path:
-    """Folder of one run, named for people and keyed by content."""
-    return RUNS / f"{method}-{level:g}" / run_key(SAFARI_CODE, method, level, *key)
 
 
 @task(cache_policy=content_cache(*SAFARI_CODE, exclude=("isolate",)), persist_result=True)
@@ -59,7 +54,7 @@ def train_run(method: str, level: float, init: Path | None, base: dict[str, Path
     """
     from s6damon.safari.methods import run_method
 
-    folder = run_dir(method, level, init, base or {}, m, sp, manifest, seed, *([teacher] if teacher else []))
+    folder = run_folder(RUNS / f"{method}-{level:g}")  # the method and level for people, the key for content
     ctx = _context(m, sp, manifest, seed, threads, teacher)
     return call_run(run_method, ctx, method, level, init, base, folder, isolate=isolate).to_dict()
 

@@ -2,7 +2,8 @@
 
 Every task is cached on the contents of the files it reads, its params and the core source
 it runs, so a killed flow resumes at the first unfinished task; each finetuning run also
-resumes from its own checkpoints in ``.work/runs/salad/<fingerprint>/``.
+resumes from its own checkpoints in ``.work/runs/salad/<key>/``, named from the task run's
+cache key (:func:`tasks.runs.run_folder`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from s6damon import io
 from s6damon.config.model import FinetuneParams, ModelParams
 from s6damon.config.salad import DetectorParams
 from tasks.caching import content_cache, fingerprint
-from tasks.runs import run_key
 from tasks.concurrency import call_run
+from tasks.runs import run_folder
 
 SALAD_CODE = ("s6damon/salad", "s6damon/model", "s6damon/train", "s6damon/pruning/flops.py", "s6damon/text.py",
               "s6damon/io.py")
@@ -111,7 +112,7 @@ def drop_finetune(method: str, ratio: float, init: Path, detector: Path | None, 
     from s6damon.salad.methods import DropWrap
     from s6damon.train.finetune import finetune
 
-    run_dir = RUNS / run_key(SALAD_CODE, method, ratio, init, detector, m, p, manifest, seed)
+    run_dir = run_folder(RUNS)
     result = call_run(finetune, init, m, p, _rows(manifest, ("train",)), None, run_dir / "model",
                       run_dir / "checkpoints", seed=seed, threads=threads, wrap=DropWrap(method, ratio, detector, seed),
                       tag=f"{method}@{ratio:g}", isolate=isolate)

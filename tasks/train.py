@@ -1,10 +1,10 @@
 """Tasks of the ``pretrain`` and ``finetune`` stages.
 
-Each training run lives in ``.work/runs/<stage>/<fingerprint>/``: its periodic checkpoints
-(a killed run resumes from the latest) and its final model folder. The fingerprint
-(:func:`tasks.runs.run_key`) covers the params, the seed, the contents of every input and
-the source of the training code, so a changed input or changed code starts afresh while an
-unchanged run resumes.
+Each training run lives in ``.work/runs/<stage>/<key>/``: its periodic checkpoints (a
+killed run resumes from the latest) and its final model folder. ``<key>`` is the task run's
+cache key (:func:`tasks.runs.run_folder`) — the task's source, the training code, params,
+seed and the contents of every input — so a changed input or changed code starts afresh
+while an unchanged run resumes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from prefect import task
 from s6damon import io
 from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams
 from tasks.caching import content_cache
-from tasks.runs import run_key
 from tasks.concurrency import call_run
+from tasks.runs import run_folder
 
 TRAIN_CODE = ("s6damon/model", "s6damon/train", "s6damon/text.py", "s6damon/io.py")
 # the hubert objective's targets and head (read by pretraining only)
@@ -37,7 +37,7 @@ def pretrain(m: ModelParams, p: PretrainParams, manifest: Path, seed: int, threa
     """SSL pretraining (``p.objective``) on the audio of ``p.splits``; returns the model folder and history."""
     from s6damon.train.pretrain import pretrain as run
 
-    run_dir = RUNS / "pretrain" / run_key(SSL_CODE, m, p, manifest, seed)
+    run_dir = run_folder(RUNS / "pretrain")
     audio = _split(manifest, *p.splits)
     result = run(m, p, audio, run_dir / "model", run_dir / "checkpoints", seed=seed, threads=threads)
     hours = {s: round(float(audio.loc[audio["split"] == s, "duration"].sum()) / 3600, 4) for s in p.splits}
@@ -63,7 +63,7 @@ def finetune(init: Path | None, m: ModelParams, p: FinetuneParams, manifest: Pat
     ``isolate``: train in a process of its own (:mod:`tasks.concurrency`)."""
     from s6damon.train.finetune import finetune as run
 
-    run_dir = RUNS / "finetune" / run_key(TRAIN_CODE, init, m, p, manifest, seed)
+    run_dir = run_folder(RUNS / "finetune")
     result = call_run(run, init, m, p, _split(manifest, "train"), _split(manifest, "dev"), run_dir / "model",
                       run_dir / "checkpoints", seed=seed, threads=threads, isolate=isolate)
     return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}

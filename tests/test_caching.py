@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prefect import flow, task
 
 from s6damon.config import load_params
 import tasks.caching
 from tasks.caching import content_cache, fingerprint, run_with_outputs
-from tasks.runs import run_key
+from tasks.runs import run_folder
 
 CALLS: list[str] = []
 
@@ -23,6 +24,23 @@ def read_words(path: Path, repeat: int) -> str:
 @flow
 def reader(path: Path, repeat: int = 1) -> str:
     return read_words(path, repeat)
+
+
+# Two training tasks alike in everything but their bodies: the second scales the loss.
+@task(cache_policy=content_cache("trainer"), persist_result=True)
+def train(data: Path, seed: int) -> str:
+    return str(run_folder(Path("runs")))
+
+
+@task(cache_policy=content_cache("trainer"), persist_result=True)
+def train_scaled(data: Path, seed: int) -> str:
+    loss_scale = 2  # noqa: F841  (only the source differs)
+    return str(run_folder(Path("runs")))
+
+
+@flow
+def training(trainer: str, data: Path, seed: int) -> str:
+    return {"train": train, "train_scaled": train_scaled}[trainer](data, seed)
 
 
 def test_fingerprint_follows_content_not_path(tmp_path):
@@ -84,18 +102,30 @@ def test_cached_result_whose_files_are_gone_is_recomputed(prefect_server, tmp_pa
     assert len(CALLS) == 2 and Path(dest).exists()
 
 
-def test_run_folder_changes_with_the_training_code(tmp_path, monkeypatch):
-    """A run resumes from the checkpoints in its folder: new code must get a new folder."""
+def test_run_folder_follows_the_task_cache_key(prefect_server, tmp_path, monkeypatch):
+    """A run resumes from the checkpoints in its folder: whatever reruns the task (inputs, the
+    core code it names, its own body) must also give it a new folder."""
     monkeypatch.setattr(tasks.caching, "PROJECT", tmp_path)
     (tmp_path / "trainer").mkdir()
     loss = tmp_path / "trainer" / "loss.py"
     loss.write_text("def loss(x):\n    return x\n")
     data = tmp_path / "train.parquet"
     data.write_text("rows")
-    key = run_key(["trainer"], data, 1234)
-    assert run_key(["trainer"], data, 1234) == key  # same code and inputs: same folder, so it resumes
-    loss.write_text("def loss(x):\n    return 2 * x\n")
-    assert run_key(["trainer"], data, 1234) != key
+
+    def folder(trainer: str = "train", seed: int = 1234) -> str:
+        return training(trainer, data, seed)
+
+    first = folder()
+    assert first.startswith("runs/") and len(first) == len("runs/") + 16
+    assert folder() == first  # same code and inputs: same folder, so it resumes
+    loss.write_text("def loss(x):\n    return 2 * x\n")  # the core code the task names
+    assert folder() != first
     loss.write_text("def loss(x):\n    return x\n")
-    assert run_key(["trainer"], data, 1234) == key
-    assert run_key(["trainer"], data, 4321) != key
+    assert folder() == first
+    assert folder(seed=4321) != first  # an input
+    assert folder("train_scaled") != first  # the task's own body
+
+
+def test_run_folder_outside_a_task_is_an_error():
+    with pytest.raises(RuntimeError, match="cache key"):
+        run_folder(Path("runs"))
