@@ -152,19 +152,24 @@ class BenchModel:
     conv_share: float = 0.0
 
 
-def _detector_for(model: nn.Module, wave: torch.Tensor, drop: float, seed: int) -> tuple[nn.Module, float]:
+def _detector_for(model: nn.Module, wave: torch.Tensor, drop: float, seed: int,
+                  drop_rule: str) -> tuple[nn.Module, float]:
     torch.manual_seed(seed)
-    det = SaliencyDetector(model.config.conv_dim[-1], hidden=64, kernel_size=5, num_layers=2).eval()
+    det = SaliencyDetector(model.config.conv_dim[-1], hidden=64, kernel_size=5, num_layers=2,
+                           drop_rule=drop_rule).eval()
     with torch.no_grad():
         feats, lengths = extract_features(model, wave)
-    return det, choose_threshold(predict_proba(det, feats, lengths).flatten(), drop)
+    return det, choose_threshold(predict_proba(det, feats, lengths), drop, rule=drop_rule)
 
 
 def build(model: nn.Module, wave: torch.Tensor, seconds: float, *, distributions: dict[str, Path] | None = None,
-          seed: int = 0, notes: list[str] | None = None) -> list[BenchModel]:
+          seed: int = 0, notes: list[str] | None = None, drop_rule: str = "alternate",
+          merge: bool = True) -> list[BenchModel]:
     """Every benchmarked variant of ``model`` on the ``(1, N)`` normalised input ``wave``.
 
-    ``notes`` receives a line for every FLOP target that needed a fallback.
+    ``notes`` receives a line for every FLOP target that needed a fallback. ``drop_rule``
+    and ``merge``: SALAD's keep rule and whether dropped tokens are merged, as deployed
+    (``salad.detector.drop_rule``, ``salad.merge_dropped``).
     """
     distributions = distributions or {}
     masks: dict[str, StructuredMask | None] = {"dense": None}
@@ -180,8 +185,8 @@ def build(model: nn.Module, wave: torch.Tensor, seconds: float, *, distributions
     for mask_name, drop, int8 in plan:
         mask = masks[mask_name]
         small = materialise(model, mask) if mask is not None else model
-        det, thr = _detector_for(small, wave, drop, seed) if drop else (None, 0.5)
-        graph = DropGraph(small, det, thr)
+        det, thr = _detector_for(small, wave, drop, seed, drop_rule) if drop else (None, 0.5)
+        graph = DropGraph(small, det, thr, merge=merge)
         with torch.no_grad():
             logits, lengths = graph(wave, n)
         frames = int(small._get_feat_extract_output_lengths(n)[0])

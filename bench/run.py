@@ -35,6 +35,7 @@ from bench.machine import cpu_info
 from bench.models import BenchModel, base_model, build, tiny_model
 from bench.report import render
 from s6damon import io
+from s6damon.config import load_params
 from s6damon.export.quantize import quantize_onnx, quantize_torch
 from s6damon.export.runtimes import OnnxRunner, TorchRunner, to_onnx, trace
 from s6damon.timing import percentile_90, round_robin
@@ -142,8 +143,9 @@ def run_scale(scale: str, args: argparse.Namespace, notes: list[str]) -> tuple[l
     wave = (wave - wave.mean()) / wave.std()
     dists = dict(d.split("=", 1) for d in args.distribution)
     scale_notes: list[str] = []
+    salad = load_params(args.params).salad
     models = build(model, torch.from_numpy(wave)[None], args.seconds, distributions=dists, seed=args.seed,
-                   notes=scale_notes)
+                   notes=scale_notes, drop_rule=salad.detector.drop_rule, merge=salad.merge_dropped)
     notes += [f"{scale}: {n}" for n in scale_notes]
     rows = []
     with tempfile.TemporaryDirectory(prefix="s6bench-") as tmp:
@@ -172,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0, help="input length (FLOPs are counted for it)")
-    ap.add_argument("--params", default="params.yaml", help="params file giving the tiny model's shape")
+    ap.add_argument("--params", default="params.yaml",
+                    help="params file giving the tiny model's shape and SALAD's drop rule and merging")
     ap.add_argument("--tiny-model", default="", help="a trained tiny model folder (default: random weights)")
     ap.add_argument("--distribution", action="append", default=[],
                     help="NAME=PATH: per-layer kept shares (or a SAFARI mask.json) for safari50/safari70")
@@ -188,7 +191,9 @@ def main(argv: list[str] | None = None) -> None:
         scale_rows, models = run_scale(scale, args, notes)
         rows += scale_rows
         extras[scale] = {m.name: {"keep_ratio": m.keep_ratio, "conv_share": m.conv_share} for m in models}
-    results = {"machine": machine_info(args), "rows": rows}
+    salad = load_params(args.params).salad
+    results = {"machine": machine_info(args), "rows": rows,
+               "salad": {"drop_rule": salad.detector.drop_rule, "merge_dropped": salad.merge_dropped}}
     io.write_json(args.out, results)
     io.write_text(args.report, render(results, extras, notes))
     print(f"[bench] wrote {args.out} and {args.report}")

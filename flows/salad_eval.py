@@ -38,12 +38,14 @@ COLUMNS = ("method", "drop_ratio", "achieved_drop_ratio", "test_wer", "test_cer"
            "flop_reduction", "encoder_latency_ms", "latency_p90_ms", "measured_speedup", "fallbacks")
 
 
-def _export(method: str, ratio: float, model_dir: Path, detector: Path, threshold: float) -> None:
-    """models/salad/<method>_<ratio>/: the CTC model plus its detector and threshold."""
+def _export(method: str, ratio: float, model_dir: Path, detector: Path, threshold: float, merge: bool) -> None:
+    """models/salad/<method>_<ratio>/: the CTC model plus its detector, threshold and whether
+    dropped tokens are merged (``salad.json``)."""
     with io.atomic_path(Path("models/salad") / f"{method}_{ratio:g}") as tmp:
         shutil.copytree(model_dir, tmp)
         shutil.copyfile(detector, tmp / "salad_detector.pt")
-        (tmp / "salad.json").write_text(json.dumps({"method": method, "drop_ratio": ratio, "threshold": threshold},
+        (tmp / "salad.json").write_text(json.dumps({"method": method, "drop_ratio": ratio, "threshold": threshold,
+                                                    "merge": merge},
                                                    indent=2))
 
 
@@ -71,7 +73,7 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
     trained = run_concurrently([
         lambda method=method, ratio=ratio: run_with_outputs(
             T.drop_finetune, method, ratio, FINETUNED, detectors[method], params.model, s.finetune, manifest,
-            params.seed, threads, isolate=isolate, outputs=lambda r: [r["model_dir"]])
+            params.seed, s.merge_dropped, threads, isolate=isolate, outputs=lambda r: [r["model_dir"]])
         for method, ratio in runs], params.concurrent_runs)
     for (method, ratio), fin in zip(runs, trained, strict=True):
         det_path = detectors[method]
@@ -79,7 +81,7 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
         scores = {}
         for split in s.eval_splits:
             hyps, scores[split] = T.evaluate_drop(Path(fin["model_dir"]), method, ratio, det_path, manifest, split,
-                                                  params.seed, params.threads)
+                                                  params.seed, s.merge_dropped, params.threads)
             io.write_parquet(Path("data/salad_hyps") / f"{name}_{split}.parquet", hyps)
         test = scores["test"]
         det, thresholds = (load_detector(det_path)[:2] if det_path else (None, {}))
@@ -91,9 +93,9 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
         row.update({f"{split}_{k}": scores[split][k] for split in s.eval_splits if split != "test" for k in ("wer", "cer")})
         rows.append(row)
         lat_runs.append({"name": name, "model_dir": fin["model_dir"], "method": method, "ratio": ratio,
-                         "detector": str(det_path) if det_path else ""})
+                         "detector": str(det_path) if det_path else "", "merge": s.merge_dropped})
         if is_salad(method) and abs(ratio - s.drop_ratio) < 1e-9:
-            _export(method, ratio, Path(fin["model_dir"]), det_path, thresholds[ratio])
+            _export(method, ratio, Path(fin["model_dir"]), det_path, thresholds[ratio], s.merge_dropped)
         log.info("%s: WER %.3f CER %.3f drop %.3f", name, test["wer"], test["cer"], test["achieved_drop_ratio"])
 
     latency = T.measure_latency(lat_runs, manifest, s.latency_seconds, s.latency_repeats, params.seed, params.threads)

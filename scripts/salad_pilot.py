@@ -11,9 +11,11 @@ is one keep policy at one drop ratio:
   than ``N`` adjacent dropped tokens, so every stretch of speech keeps a minimum token
   density (``N = 1``: never two neighbours dropped), while the detector still decides which
   tokens go;
-- ``--alternate`` (SALAD): the stage's one global threshold, but in every run of adjacent
-  tokens under it only every other token is dropped (never two neighbours, no per-token
-  loop, so it can be exported); the threshold is re-chosen on dev for ``ratio``;
+- ``--rule threshold|alternate`` (SALAD): the stage's one global threshold under another
+  drop rule than the detector file's (``alternate``: never two neighbours dropped); the
+  threshold is re-chosen on dev for ``ratio``;
+- ``--merge`` / ``--no-merge``: average dropped tokens into the kept ones, or discard them
+  (default: ``salad.merge_dropped``);
 - any of the stage's own methods (``salad_<source>``, ``uniform``, ``random``, ``energy``,
   ``none``), to rerun a cell of the committed table.
 
@@ -48,7 +50,8 @@ from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.salad.backbone import extract_features  # noqa: E402
 from s6damon.salad.baselines import n_keep  # noqa: E402
 from s6damon.salad.corpus import conv_features  # noqa: E402
-from s6damon.salad.detector import SaliencyDetector, load_detector, predict_proba  # noqa: E402
+from s6damon.salad.detector import (DROP_RULES, SaliencyDetector, choose_threshold, load_detector,  # noqa: E402
+                                    predict_proba)
 from s6damon.salad.dropping import TokenDropCTC  # noqa: E402
 from s6damon.salad.fit import dev_probabilities  # noqa: E402
 from s6damon.salad.methods import drop_model, is_salad  # noqa: E402
@@ -115,59 +118,15 @@ class QuotaPolicy:
         return keep.to(input_values.device)
 
 
-def alternate_keep(probs: torch.Tensor, lengths: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Drop candidates (P(salient) < ``threshold``) but never two neighbours: in every run of
-    adjacent candidates the 1st, 3rd, 5th... go. No loop over tokens — each run's start is
-    found with a cumulative sum, a scatter and a gather — so unlike :func:`spaced_keep` it can
-    live in an exported graph.
-
-    Args:
-        probs: ``(B, T)`` P(salient); lengths: ``(B,)`` valid tokens.
-
-    Returns:
-        ``(B, T)`` bool keep-mask (padding kept False).
-    """
-    B, T = probs.shape
-    idx = torch.arange(T, device=probs.device).expand(B, T)
-    valid = idx < lengths[:, None]
-    cand = (probs < threshold) & valid
-    prev = torch.cat([torch.zeros_like(cand[:, :1]), cand[:, :-1]], dim=1)
-    start = cand & ~prev
-    run_id = torch.cumsum(start.long(), dim=1)  # k at and after the k-th run's first token
-    zeros = torch.zeros_like(idx)
-    # slot k holds the k-th run's first index (slot 0 collects the zeros of non-start tokens)
-    starts = torch.zeros(B, T + 1, dtype=idx.dtype, device=probs.device).scatter(
-        1, torch.where(start, run_id, zeros), torch.where(start, idx, zeros))
-    drop = cand & ((idx - torch.gather(starts, 1, run_id)) % 2 == 0)
-    return valid & ~drop
-
-
-class AlternatePolicy:
-    """SALAD's detector with one global threshold (as the stage) and :func:`alternate_keep`."""
-
-    def __init__(self, model: torch.nn.Module, detector: SaliencyDetector, threshold: float) -> None:
-        self.model, self.detector, self.threshold = model, detector, threshold
-
-    def __call__(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None,
-                 frame_lengths: torch.Tensor, T: int) -> torch.Tensor:
-        probs = salience(self.model, self.detector, input_values, attention_mask)[:, :T]
-        return alternate_keep(probs, frame_lengths.cpu(), self.threshold).to(input_values.device)
-
-
-def alternate_threshold(model: torch.nn.Module, detector: SaliencyDetector, dev: pd.DataFrame,
-                        ratio: float) -> float:
-    """The threshold at which :func:`alternate_keep` drops ``ratio`` of the dev tokens (dev
-    P(salient) computed as the salad_train stage computes it for its thresholds)."""
+def rechoose_threshold(model: torch.nn.Module, detector: SaliencyDetector, dev: pd.DataFrame, ratio: float,
+                       rule: str) -> float:
+    """Set ``detector``'s drop rule to ``rule`` and return the threshold at which it drops
+    ``ratio`` of the dev tokens (dev P(salient) computed as the salad_train stage does)."""
     feats = conv_features(model, AudioSet(dev, preload=False))
-    probs = [torch.from_numpy(p) for p in dev_probabilities(detector, list(feats.values()))]
-    total = sum(len(p) for p in probs)
-    best = None
-    for thr in np.linspace(0.0, 1.0, 201):
-        dropped = sum(int((~alternate_keep(p[None], torch.tensor([len(p)]), float(thr))).sum()) for p in probs)
-        if best is None or abs(dropped / total - ratio) < abs(best[1] - ratio):
-            best = (float(thr), dropped / total)
-    print(f"alternate threshold {best[0]:.3f}: {best[1]:.3f} of dev tokens dropped")
-    return best[0]
+    detector.drop_rule = rule
+    thr = choose_threshold(dev_probabilities(detector, list(feats.values())), ratio, rule=rule)
+    print(f"{rule} threshold {thr:.4f} for {ratio:g} of dev tokens")
+    return thr
 
 
 def main() -> None:
@@ -176,16 +135,18 @@ def main() -> None:
     ap.add_argument("--ratio", type=float, required=True)
     ap.add_argument("--quota", action="store_true", help="SALAD: drop exactly ratio per utterance")
     ap.add_argument("--max-run", type=int, default=None, help="with --quota: longest run of dropped tokens")
-    ap.add_argument("--alternate", action="store_true",
-                    help="SALAD: one global threshold, every other token of each run of candidates dropped")
+    ap.add_argument("--rule", choices=DROP_RULES, default=None,
+                    help="SALAD: drop rule to use instead of the detector's (threshold re-chosen on dev)")
+    ap.add_argument("--merge", action=argparse.BooleanOptionalAction, default=None,
+                    help="average each dropped token into the kept one before it (default: salad.merge_dropped)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--against", default=None, help="data/salad_hyps/<NAME>_<split>.parquet to compare with")
     args = ap.parse_args()
-    if (args.quota or args.max_run is not None or args.alternate) and not is_salad(args.method):
-        ap.error("--quota, --max-run and --alternate apply to salad_<source> methods")
-    if args.quota and args.alternate:
-        ap.error("--quota and --alternate are two policies: choose one")
+    if (args.quota or args.max_run is not None or args.rule) and not is_salad(args.method):
+        ap.error("--quota, --max-run and --rule apply to salad_<source> methods")
+    if args.quota and args.rule:
+        ap.error("--quota and --rule are two policies: choose one")
     if args.max_run is not None and not args.quota:
         ap.error("--max-run needs --quota")
 
@@ -195,18 +156,17 @@ def main() -> None:
     det_path = detector_path(args.method.removeprefix("salad_")) if is_salad(args.method) else None
     det, thresholds = (load_detector(det_path)[:2] if det_path else (None, {}))
 
-    alt_thr = None
-    if args.alternate:
-        alt_thr = alternate_threshold(load_ctc_model(FINETUNED)[0].eval(), det,
-                                      manifest[manifest["split"] == "dev"].reset_index(drop=True), args.ratio)
+    merge = s.merge_dropped if args.merge is None else args.merge
+    if args.rule:
+        thresholds[float(args.ratio)] = rechoose_threshold(
+            load_ctc_model(FINETUNED)[0].eval(), det, manifest[manifest["split"] == "dev"].reset_index(drop=True),
+            args.ratio, args.rule)
 
     def wrap(model: torch.nn.Module) -> TokenDropCTC:
-        if args.alternate:
-            return TokenDropCTC(model, policy=AlternatePolicy(model, det, alt_thr))
         if args.quota:
-            return TokenDropCTC(model, policy=QuotaPolicy(model, det, args.ratio, args.max_run))
-        return drop_model(model, args.method, args.ratio, detector=det,
-                          threshold=thresholds.get(float(args.ratio)), seed=params.seed)
+            return TokenDropCTC(model, policy=QuotaPolicy(model, det, args.ratio, args.max_run), merge=merge)
+        return drop_model(model, args.method, args.ratio, detector=det, threshold=thresholds.get(float(args.ratio)),
+                          seed=params.seed, merge=merge)
 
     args.out.mkdir(parents=True, exist_ok=True)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
@@ -214,6 +174,7 @@ def main() -> None:
                       seed=params.seed, threads=params.threads, wrap=wrap, tag=f"pilot {args.method}@{args.ratio:g}")
     model, tok = load_ctc_model(args.out / "model")
     summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "merge": merge, "drop_rule": getattr(det, "drop_rule", None),
                "train": result["metrics"], "splits": {}}
     for split in ("dev", *s.eval_splits):
         net = wrap(model)

@@ -106,22 +106,24 @@ def fit_detector(labels: Path, source: str, manifest: Path, model_dir: Path, p: 
 
 @task(cache_policy=content_cache(*SALAD_CODE, exclude=("progress", "isolate")), persist_result=True)
 def drop_finetune(method: str, ratio: float, init: Path, detector: Path | None, m: ModelParams, p: FinetuneParams,
-                  manifest: Path, seed: int, threads: int, progress: bool = True, isolate: bool = False) -> dict[str, Any]:
-    """Finetune ``init`` with ``method`` dropping ``ratio`` of the tokens (CTC on the kept ones);
-    ``isolate``: train in a process of its own (:mod:`tasks.concurrency`)."""
+                  manifest: Path, seed: int, merge: bool, threads: int, progress: bool = True,
+                  isolate: bool = False) -> dict[str, Any]:
+    """Finetune ``init`` with ``method`` dropping ``ratio`` of the tokens (CTC on the kept ones;
+    ``merge``: dropped tokens averaged into the kept ones); ``isolate``: train in a process of
+    its own (:mod:`tasks.concurrency`)."""
     from s6damon.salad.methods import DropWrap
     from s6damon.train.finetune import finetune
 
     run_dir = run_folder(RUNS)
     result = call_run(finetune, init, m, p, _rows(manifest, ("train",)), None, run_dir / "model",
-                      run_dir / "checkpoints", seed=seed, threads=threads, wrap=DropWrap(method, ratio, detector, seed),
+                      run_dir / "checkpoints", seed=seed, threads=threads, wrap=DropWrap(method, ratio, detector, seed, merge),
                       tag=f"{method}@{ratio:g}", isolate=isolate)
     return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}
 
 
 @task(cache_policy=content_cache(*SALAD_CODE), persist_result=True)
 def evaluate_drop(model_dir: Path, method: str, ratio: float, detector: Path | None, manifest: Path, split: str,
-                  seed: int, threads: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+                  seed: int, merge: bool, threads: int) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Greedy transcripts of one split with dropping on; WER/CER and the achieved drop ratio."""
     import torch
 
@@ -131,7 +133,7 @@ def evaluate_drop(model_dir: Path, method: str, ratio: float, detector: Path | N
 
     torch.set_num_threads(threads)
     model, tok = load_ctc_model(model_dir)
-    net = DropWrap(method, ratio, detector, seed)(model)
+    net = DropWrap(method, ratio, detector, seed, merge)(model)
     hyps = transcribe(net, tok, _rows(manifest, (split,)))
     stats = net.stats
     return hyps, {**score(hyps), "achieved_drop_ratio": stats["drop_ratio"], "fallbacks": stats["fallbacks"]}
@@ -144,7 +146,7 @@ def measure_latency(runs: list[dict[str, Any]], manifest: Path, seconds: float, 
     round-robin in this one process (never cached: it is a measurement of this machine now).
 
     Args:
-        runs: ``{"name", "model_dir", "method", "ratio", "detector"}`` per model.
+        runs: ``{"name", "model_dir", "method", "ratio", "detector", "merge"}`` per model.
     """
     import torch
 
@@ -159,5 +161,5 @@ def measure_latency(runs: list[dict[str, Any]], manifest: Path, seconds: float, 
     for r in runs:
         model, _ = load_ctc_model(r["model_dir"])
         det = Path(r["detector"]) if r["detector"] else None
-        nets[r["name"]] = DropWrap(r["method"], r["ratio"], det, seed)(model)
+        nets[r["name"]] = DropWrap(r["method"], r["ratio"], det, seed, r["merge"])(model)
     return compare_latency(nets, wave, repeats)

@@ -52,22 +52,26 @@ def audio(n: int, seed: int = 0) -> torch.Tensor:
     return (x - x.mean()) / x.std()
 
 
-def tiny_detector(model, drop_ratio: float = 0.3, seed: int = 0) -> tuple[SaliencyDetector, float]:
+def tiny_detector(model, drop_ratio: float = 0.3, seed: int = 0,
+                  drop_rule: str = "threshold") -> tuple[SaliencyDetector, float]:
     """A random detector and the threshold that drops ``drop_ratio`` of some noise's tokens."""
     torch.manual_seed(seed)
-    det = SaliencyDetector(model.config.conv_dim[-1], hidden=8, kernel_size=3, num_layers=1).eval()
+    det = SaliencyDetector(model.config.conv_dim[-1], hidden=8, kernel_size=3, num_layers=1,
+                           drop_rule=drop_rule).eval()
     with torch.no_grad():
         feats, lengths = extract_features(model, torch.cat([audio(16000, s) for s in range(3)]))
-    return det, choose_threshold(predict_proba(det, feats, lengths).flatten(), drop_ratio)
+    return det, choose_threshold(predict_proba(det, feats, lengths), drop_ratio, rule=drop_rule)
 
 
-def write_folders(root: Path, variant: str = "w2v2-layer-stable", which: str = "all") -> dict[str, Path]:
+def write_folders(root: Path, variant: str = "w2v2-layer-stable", which: str = "all", drop_rule: str = "alternate",
+                  merge: bool = True) -> dict[str, Path]:
     """A SAFARI-like folder (weights + mask.json) and a SALAD folder (detector + salad.json)."""
     model, tok = tiny_ctc(variant)
     safari = save_model(model, tok, root / "safari")
     (safari / "mask.json").write_text(json.dumps(unit_mask(model, which).to_dict()))
-    det, thr = tiny_detector(model)
+    det, thr = tiny_detector(model, drop_rule=drop_rule)
     salad = save_model(model, tok, root / "salad")
     save_detector(salad / "salad_detector.pt", det, {0.3: thr})
-    (salad / "salad.json").write_text(json.dumps({"method": "salad_alignment", "drop_ratio": 0.3, "threshold": thr}))
+    (salad / "salad.json").write_text(json.dumps({"method": "salad_alignment", "drop_ratio": 0.3, "threshold": thr,
+                                                  "merge": merge}))
     return {"safari": safari, "salad": salad}

@@ -47,6 +47,31 @@ def test_dropping_graph_of_pruned_model_equals_masked_model(variant, which):
     torch.testing.assert_close(logits, want.logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("rule,merge", [("alternate", False), ("threshold", True), ("alternate", True)])
+def test_graph_follows_the_drop_rule_and_merging(rule, merge):
+    """The deployed graph applies the detector's drop rule and merging exactly as training did,
+    on a padded batch as on single utterances."""
+    model, _ = tiny_ctc()  # layer-norm conv encoder: padding does not change its frames
+    det, thr = tiny_detector(model, drop_rule=rule)
+    small = materialise(model, unit_mask(model, "all"))
+    apply_masks(model, unit_mask(model, "all"))
+    graph = DropGraph(small, det, thr, merge=merge)
+    x, n = _batch([16000, 9000, 12000], seed=2)
+    with torch.no_grad():
+        logits, lengths = graph(torch.from_numpy(x), torch.from_numpy(n))
+        for b, k in enumerate(n.tolist()):
+            want = drop_forward(model, torch.from_numpy(x[b:b + 1, :k]), detector=det, threshold=thr,
+                                apply_spec_augment=False, merge=merge)
+            assert int(lengths[b]) == int(want.lengths[0]) < int(want.frame_lengths[0])
+            if rule == "alternate":
+                keep = want.keep[0, :int(want.frame_lengths[0])]
+                assert not bool((~keep[1:] & ~keep[:-1]).any())  # never two neighbours dropped
+            torch.testing.assert_close(logits[b:b + 1, :int(lengths[b])], want.logits, atol=1e-5, rtol=0)
+    with torch.no_grad():  # merging changes what the transformer sees
+        other = DropGraph(small, det, thr, merge=not merge)(torch.from_numpy(x), torch.from_numpy(n))[0]
+    assert (other - logits).abs().max() > 1e-3
+
+
 def test_graph_without_detector_equals_plain_model():
     model, _ = tiny_ctc()
     x = audio(9000)
@@ -70,11 +95,14 @@ def test_export_folder_round_trip(tmp_path):
     meta = json.loads((out / "export.json").read_text())
     assert meta["params"] < meta["dense_params"]
     assert meta["salad"]["threshold"] == pytest.approx(ref.threshold)
+    assert meta["salad"]["merge"] is True and ref.merge
+    assert ref.detector.drop_rule == "alternate"
     assert len(meta["layer_sizes"]["num_attention_heads"]) == 2  # layer 1 dropped
     exported = load_exported(out)
     x = audio(11000, seed=3)
+    assert exported.detector.drop_rule == "alternate" and exported.graph.merge
     with torch.no_grad():
-        want = drop_forward(ref.model, x, detector=ref.detector, threshold=ref.threshold)
+        want = drop_forward(ref.model, x, detector=ref.detector, threshold=ref.threshold, merge=True)
     logits, lengths = exported.logits(x, torch.tensor([11000]))
     torch.testing.assert_close(logits, want.logits, atol=1e-5, rtol=0)
     # transcribe from a file and from the array give the same text
@@ -109,8 +137,8 @@ def test_corrupt_export_names_the_folder(tmp_path):
 @pytest.fixture(scope="module")
 def pruned_graph():
     model, _ = tiny_ctc()
-    det, thr = tiny_detector(model)
-    return DropGraph(materialise(model, unit_mask(model, "all")), det, thr)
+    det, thr = tiny_detector(model, drop_rule="alternate")  # the deployed rule and merging
+    return DropGraph(materialise(model, unit_mask(model, "all")), det, thr, merge=True)
 
 
 def _batch(sizes, seed=0):

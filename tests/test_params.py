@@ -35,6 +35,8 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"model": {"conv_dim": [32, "x"]}}, "model.conv_dim[1]"),
         ({"salad": {"drop_ratio": 1.5}}, "salad.drop_ratio"),
         ({"salad": {"methods": ["salad_alignment", "pooling"]}}, "salad.methods"),
+        ({"salad": {"drop_ratios": [0.3, 0.6]}}, "salad.drop_ratios"),  # alternate rule caps at 0.5
+        ({"salad": {"detector": {"drop_rule": "sometimes"}}}, "salad.detector.drop_rule"),
         ({"salad": {"sources": ["ctc"]}}, "salad.methods"),  # salad_alignment needs its source
         ({"salad": {"finetune": {"steps": 10, "freeze_feature_encoder_steps": 5}}},
          "salad.finetune.freeze_feature_encoder_steps"),

@@ -10,8 +10,8 @@ from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 from s6damon.pruning.flops import flops_from_sizes, sizes_from_config
 
 from s6damon.salad.backbone import extract_features
-from s6damon.salad.detector import (SaliencyDetector, choose_threshold, detector_flops, detector_loss,
-                                    detector_metrics, keep_from_probs, predict_proba,
+from s6damon.salad.detector import (SaliencyDetector, alternate_keep, choose_threshold, detector_flops,
+                                    detector_loss, detector_metrics, keep_from_probs, predict_proba,
                                     train_detector)
 
 
@@ -78,6 +78,53 @@ def test_choose_threshold_hits_ratio():
     # ties: cannot split equal probabilities, but never overshoots by more than the tie
     thr = choose_threshold(np.array([0.2, 0.5, 0.5, 0.5, 0.9]), 0.4)
     assert 0.2 < thr <= 0.5
+
+
+def _alternate_reference(p: np.ndarray, thr: float) -> np.ndarray:
+    """The rule token by token: drop a candidate unless its left neighbour was dropped."""
+    keep = np.ones(p.size, dtype=bool)
+    for t in range(p.size):
+        if p[t] < thr and (t == 0 or keep[t - 1]):
+            keep[t] = False
+    return keep
+
+
+def test_alternate_keep_by_hand_and_against_the_sequential_rule():
+    p = torch.tensor([[0.1, 0.1, 0.1, 0.9, 0.1, 0.9, 0.1, 0.1, 0.5, 0.0]])
+    keep = alternate_keep(p, torch.tensor([9]), 0.3)  # the last token is padding
+    # runs of candidates: [0..2] -> drop 0, 2; [4] -> drop 4; [6, 7] -> drop 6
+    assert keep.int().tolist() == [[0, 1, 0, 1, 0, 1, 0, 1, 1, 0]]
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 40, size=16)
+    P = torch.from_numpy(rng.random((16, 40)))
+    for thr in (0.0, 0.2, 0.5, 0.8, 1.01):
+        keep = alternate_keep(P, torch.from_numpy(lengths), thr)
+        for b, n in enumerate(lengths.tolist()):
+            assert keep[b, :n].numpy().tolist() == _alternate_reference(P[b, :n].numpy(), thr).tolist()
+            assert not keep[b, n:].any()
+            assert not bool((~keep[b, 1:n] & ~keep[b, :n - 1]).any())  # never two neighbours
+
+
+def test_alternate_threshold_is_exact_and_capped_near_one_half():
+    rng = np.random.default_rng(2)
+    probs = [rng.random(int(n)) for n in rng.integers(5, 80, size=30)]
+    total = sum(p.size for p in probs)
+
+    def dropped(thr):
+        return sum(int((~_alternate_reference(p, thr)).sum()) for p in probs)
+
+    for target in (0.0, 0.1, 0.3, 0.45):
+        thr = choose_threshold(probs, target, rule="alternate")
+        assert abs(dropped(thr) - target * total) <= 1  # each threshold step moves one token at most
+    # every token a candidate: every other one goes, a little over one half at most
+    most = dropped(choose_threshold(probs, 1.0, rule="alternate"))
+    assert most == sum((p.size + 1) // 2 for p in probs)
+    # a (B, T) array is one utterance per row, not one long utterance
+    P = np.stack([np.resize(p, 40) for p in probs[:5]])
+    thr = choose_threshold(P, 0.3, rule="alternate")
+    assert abs(sum(int((~_alternate_reference(r, thr)).sum()) for r in P) - 0.3 * P.size) <= 1
+    with pytest.raises(ValueError, match="rule"):
+        choose_threshold(probs, 0.3, rule="sometimes")
 
 
 def test_flops_detector_negligible_next_to_encoder():

@@ -13,7 +13,7 @@ from transformers import HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2For
 
 from s6damon.salad.baselines import baseline_keep
 from s6damon.salad.detector import SaliencyDetector
-from s6damon.salad.dropping import TokenDropCTC, compact, drop_forward, expand
+from s6damon.salad.dropping import TokenDropCTC, compact, drop_forward, expand, merge_into_kept
 from s6damon.salad.frames import num_frames
 from s6damon.salad.guard import ctc_required_lengths
 
@@ -60,6 +60,21 @@ def test_compact_preserves_order_and_padding():
     assert torch.equal(back[..., 0] != 0, keep & (h[..., 0] != 0))
 
 
+def test_merge_averages_dropped_tokens_into_the_kept_one_before():
+    h = torch.arange(2 * 6, dtype=torch.float).view(2, 6, 1).requires_grad_()
+    keep = torch.tensor([[0, 1, 0, 1, 1, 0], [1, 0, 0, 1, 0, 0]], dtype=torch.bool)
+    valid = torch.tensor([[1] * 6, [1, 1, 1, 1, 1, 0]], dtype=torch.bool)  # row 1: last frame is padding
+    compacted, mask, _ = compact(h, keep)
+    out = merge_into_kept(h, keep, valid, compacted)
+    # row 0: frame 0 (before the first kept) and 2 join 1; 5 joins 4. row 1: padding ignored
+    assert out[0, :, 0].tolist() == [1.0, 3.0, 4.5]
+    assert out[1, :, 0].tolist() == [7.0, 9.5, 0.0]
+    out.sum().backward()  # every valid frame contributes, padding does not
+    assert (h.grad[0, :, 0] > 0).all() and h.grad[1, 5, 0] == 0
+    # nothing dropped: merging is compaction
+    torch.testing.assert_close(merge_into_kept(h, valid, valid, compact(h, valid)[0]), compact(h, valid)[0])
+
+
 @pytest.mark.parametrize("family,stable", MODELS)
 def test_keep_all_equals_unmodified_model(family, stable):
     model = _model(family, stable)
@@ -69,7 +84,9 @@ def test_keep_all_equals_unmodified_model(family, stable):
         out = drop_forward(model, x)
         ref_m = model(x, attention_mask=mask).logits
         out_m = drop_forward(model, x, mask)
+        merged = drop_forward(model, x, mask, merge=True)
     torch.testing.assert_close(out.logits, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(merged.logits, ref_m, rtol=0, atol=1e-6)
     torch.testing.assert_close(out_m.logits, ref_m, rtol=0, atol=1e-6)
     assert out.lengths.tolist() == [ref.shape[1]] * 2 and out.drop_ratio == 0.0
     labels = torch.tensor([[3, 4, 4, 5], [6, 7, -100, -100]])
@@ -79,17 +96,18 @@ def test_keep_all_equals_unmodified_model(family, stable):
     torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("merge", [False, True])
 @pytest.mark.parametrize("family,stable", MODELS)
-def test_padded_batch_matches_single_utterances(family, stable):
+def test_padded_batch_matches_single_utterances(family, stable, merge):
     model = _model(family, stable)
     lengths = [4000, 2570, 3300]
     x, mask = _batch(lengths)
     frames = [num_frames(n, TINY["conv_kernel"], TINY["conv_stride"]) for n in lengths]
     keep = baseline_keep("random", frames, 0.5, seed=3)
     with torch.no_grad():
-        out = drop_forward(model, x, mask, keep=keep)
+        out = drop_forward(model, x, mask, keep=keep, merge=merge)
         for b, n in enumerate(lengths):
-            single = drop_forward(model, x[b:b + 1, :n], keep=keep[b:b + 1, : out.frame_lengths[b]])
+            single = drop_forward(model, x[b:b + 1, :n], keep=keep[b:b + 1, : out.frame_lengths[b]], merge=merge)
             L = int(out.lengths[b])
             assert L == int(single.lengths[0])
             torch.testing.assert_close(out.logits[b, :L], single.logits[0], rtol=1e-5, atol=1e-5)

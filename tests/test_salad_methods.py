@@ -67,7 +67,8 @@ def test_finetune_with_dropping_wrapper(tmp_path):
     assert "dev_wer" in res["history"][-1]  # dev decoding ran through the dropping model
 
 
-def test_fit_detector_threshold_hits_requested_ratio():
+@pytest.mark.parametrize("rule", ["threshold", "alternate"])
+def test_fit_detector_threshold_hits_requested_ratio(rule):
     rng = np.random.default_rng(0)
     feats, labels = [], []
     for _ in range(30):
@@ -75,13 +76,21 @@ def test_fit_detector_threshold_hits_requested_ratio():
         x = torch.from_numpy(rng.standard_normal((T, 8)).astype(np.float32))
         feats.append(x)
         labels.append((x[:, 0] > 0.3).numpy())
-    p = DetectorParams(hidden=8, kernel_size=3, num_layers=1, epochs=20, batch_seconds=2.0)
-    res = fit_detector(feats[:20], labels[:20], feats[20:], labels[20:], p, [0.3, 0.5], 0.5, seed=0)
-    probs = [torch.sigmoid(res["detector"](f[None]))[0].detach().numpy() for f in feats[20:]]
-    flat = np.concatenate(probs)
+    p = DetectorParams(hidden=8, kernel_size=3, num_layers=1, epochs=20, batch_seconds=2.0, drop_rule=rule)
+    res = fit_detector(feats[:20], labels[:20], feats[20:], labels[20:], p, [0.3, 0.5], 0.3, seed=0)
+    det = res["detector"]
+    assert det.drop_rule == rule
+    probs = [torch.sigmoid(det(f[None])) for f in feats[20:]]
+    total = sum(f.shape[0] for f in feats[20:])
     for r, thr in res["thresholds"].items():
-        assert abs(float(np.mean(flat < thr)) - r) < 0.01
-    assert res["metrics"]["f1"] > 0.8  # the rule is learnable from the features
+        kept = sum(int(det.keep_mask(pr, torch.tensor([pr.shape[1]]), thr).sum()) for pr in probs)
+        assert abs(1 - kept / total - r) < 0.01  # every threshold step moves one token at most
+        if rule == "alternate":
+            for pr in probs:  # never two neighbours dropped
+                keep = det.keep_mask(pr, torch.tensor([pr.shape[1]]), thr)[0]
+                assert not bool((~keep[1:] & ~keep[:-1]).any())
+    assert abs(res["metrics"]["drop_ratio"] - 0.3) < 0.01
+    assert res["metrics"]["f1"] > 0.7  # the rule is learnable from the features
 
 
 def test_detector_file_round_trip_and_corrupt_file(tmp_path):

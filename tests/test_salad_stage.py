@@ -47,6 +47,7 @@ def test_detectors_saved_with_thresholds_per_ratio(salad_run):
     root, out = salad_run
     for src in ("alignment", "ctc"):
         det, thresholds, _ = load_detector(root / f"models/salad_detector/detector_{src}.pt")
+        assert det.drop_rule == "alternate"  # the profile's salad.detector.drop_rule
         assert set(thresholds) == {0.3, 0.5}
         assert thresholds[0.5] >= thresholds[0.3]  # dropping more needs a higher bar
         m = out["train"][src]
@@ -76,6 +77,7 @@ def test_results_table_has_every_method_and_ratio(salad_run):
     assert (root / "plots/salad.csv").read_text().startswith("method")
     exported = root / "models/salad/salad_alignment_0.3"
     assert (exported / "salad_detector.pt").exists() and (exported / "salad.json").exists()
+    assert json.loads((exported / "salad.json").read_text())["merge"] is True  # salad.merge_dropped
 
 
 def test_rerun_reuses_cached_results(salad_run, monkeypatch):

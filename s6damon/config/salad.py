@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from s6damon.config.model import FinetuneParams
 from s6damon.config.schema import ParamsError, param
@@ -24,6 +25,8 @@ class DetectorParams:
     learning_rate: float = param(2e-3, minimum=0.0)
     batch_seconds: float = param(60.0, minimum=1.0, help="audio seconds per detector batch")
     balance: bool = param(True, help="weight the salient class by redundant/salient (BCE pos_weight)")
+    drop_rule: Literal["threshold", "alternate"] = param(
+        "alternate", help="threshold: drop every token under the threshold; alternate: never two neighbours")
 
     def check(self) -> None:
         if self.kernel_size % 2 != 1:
@@ -53,6 +56,8 @@ class SaladParams:
     drop_ratios: list[float] = param([0.2, 0.3, 0.4, 0.5], minimum=0.0, maximum=0.95,
                                      help="drop ratios at which every method is finetuned and evaluated")
     methods: list[str] = param(list(DROP_METHODS), help="methods compared at each ratio (none is always added)")
+    merge_dropped: bool = param(True, help="every method: average each dropped token into the kept one before it "
+                                          "instead of discarding it")
     detector: DetectorParams = dataclasses.field(default_factory=DetectorParams)
     finetune: FinetuneParams = dataclasses.field(default_factory=_drop_finetune)
     latency_seconds: float = param(10.0, minimum=0.5, help="input length for encoder FLOPs and latency")
@@ -71,6 +76,12 @@ class SaladParams:
                                   f"{m.removeprefix('salad_')!r}")
         if not self.drop_ratios:
             raise ParamsError("params: 'salad.drop_ratios' must not be empty")
+        if self.detector.drop_rule == "alternate":
+            for key, ratios in (("drop_ratios", self.drop_ratios), ("drop_ratio", [self.drop_ratio])):
+                if max(ratios) > 0.5:
+                    raise ParamsError(f"params: 'salad.{key}' must be <= 0.5 with 'salad.detector.drop_rule: "
+                                      f"alternate' (never two neighbours dropped caps the share at one half), "
+                                      f"got {max(ratios)}")
         if "test" not in self.eval_splits:
             raise ParamsError("params: 'salad.eval_splits' must include 'test'")
         if self.finetune.freeze_feature_encoder_steps < self.finetune.steps:

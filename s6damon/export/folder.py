@@ -6,7 +6,7 @@ Layout of ``<folder>/`` (written by :func:`export_model`, read by :func:`load_ex
                                      (``s6_layer_sizes``, ``conv_dim``, ``num_hidden_layers``)
     vocab.json, tokenizer files,     tokenizer and waveform preprocessing
     preprocessor_config.json
-    salad_detector.pt                only with SALAD: the detector (+ its threshold)
+    salad_detector.pt                only with SALAD: the detector (+ its threshold and drop rule)
     export.json                      {"format", "source", "mask", "salad", "params", ...}
     model.ts, model.onnx,            optional runtimes (:mod:`s6damon.export.runtimes`)
     model.int8.onnx
@@ -72,6 +72,11 @@ class Reference:
     detector: nn.Module | None = None
     threshold: float = 0.5
     salad: dict[str, Any] | None = None
+
+    @property
+    def merge(self) -> bool:
+        """Whether dropped tokens are averaged into the kept ones (``salad.json``'s ``merge``)."""
+        return bool((self.salad or {}).get("merge", False))
 
 
 def load_reference(model_dir: str | Path, mask_json: str | Path | None = None,
@@ -153,7 +158,7 @@ class ExportedModel:
         model: the physically pruned HF CTC model (eval mode).
         tokenizer: its CTC tokenizer.
         detector, threshold: SALAD detector and threshold (None: no dropping).
-        meta: ``export.json``.
+        meta: ``export.json``; its ``salad.merge`` says whether dropped tokens are merged.
     """
 
     folder: Path
@@ -175,7 +180,8 @@ class ExportedModel:
         if self._graph is None:
             from s6damon.export.graph import DropGraph
 
-            self._graph = DropGraph(self.model, self.detector, self.threshold)
+            merge = bool((self.meta.get("salad") or {}).get("merge", False))
+            self._graph = DropGraph(self.model, self.detector, self.threshold, merge=merge)
         return self._graph
 
     @torch.no_grad()

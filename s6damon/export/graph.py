@@ -4,8 +4,9 @@
 an optional SALAD detector with its threshold, and computes, for a right-padded batch of
 waveforms and their sample counts::
 
-    conv encoder → feature projection → detector P(salient) ≥ threshold → keep-mask
-    → at least one token per utterance → compaction → positional conv + transformer → CTC head
+    conv encoder → feature projection → detector P(salient) → keep-mask (threshold, under the
+    detector's drop rule) → at least one token per utterance → compaction (or merging)
+    → positional conv + transformer → CTC head
 
 returning ``(logits (B, T', V), lengths (B,))``. It is written so that ``torch.jit.trace`` and
 the ONNX exporter record *one* graph with dynamic batch and length axes, token dropping
@@ -37,6 +38,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from s6damon.pruning.model_parts import base_model
+from s6damon.salad.detector import keep_from_probs
+from s6damon.salad.dropping import merge_into_kept
 
 
 def frame_counts(num_samples: torch.Tensor, kernels: list[int], strides: list[int]) -> torch.Tensor:
@@ -98,10 +101,14 @@ class DropGraph(nn.Module):
         model: a ``Wav2Vec2ForCTC`` / ``HubertForCTC`` (dense or physically pruned); it is
             deep-copied, put in eval mode and its weight norms folded.
         detector: a :class:`~s6damon.salad.detector.SaliencyDetector` or None (keep every frame).
-        threshold: keep tokens whose P(salient) ≥ threshold.
+        threshold: the detector's threshold, applied under its drop rule (a threshold, or
+            never two neighbours dropped: cumulative sum, scatter, gather — no loop).
+        merge: average each dropped token into the kept token before it (two scatter-adds)
+            instead of discarding it, as the model was finetuned.
     """
 
-    def __init__(self, model: nn.Module, detector: nn.Module | None = None, threshold: float = 0.5) -> None:
+    def __init__(self, model: nn.Module, detector: nn.Module | None = None, threshold: float = 0.5,
+                 merge: bool = False) -> None:
         super().__init__()
         model = fold_weight_norm(copy.deepcopy(model)).eval()
         base = base_model(model)
@@ -121,6 +128,8 @@ class DropGraph(nn.Module):
         self.layers = base.encoder.layers
         self.lm_head = model.lm_head
         self.detector = None if detector is None else copy.deepcopy(detector).eval()
+        self.drop_rule = getattr(detector, "drop_rule", "threshold")
+        self.merge = bool(merge) and detector is not None
         self.register_buffer("threshold", torch.tensor(float(threshold)), persistent=False)
         self.eval()
 
@@ -143,14 +152,15 @@ class DropGraph(nn.Module):
 
         if self.detector is not None:
             scores = torch.sigmoid(self.detector(feats, frames))
-            keep = (scores >= self.threshold) & frame_mask
+            keep = keep_from_probs(scores, frames, self.threshold, rule=self.drop_rule) & frame_mask
             # an utterance must keep one token (attention needs one): its most salient frame
             best = torch.argmax(torch.where(frame_mask, scores, torch.full_like(scores, -1.0)), dim=1)
             rescue = (torch.arange(T, device=feats.device)[None, :] == best[:, None]) & (keep.sum(1) == 0)[:, None]
             keep = keep | (rescue & frame_mask)
         else:
             keep = frame_mask
-        hidden, lengths = compact_tokens(hidden, keep)
+        compacted, lengths = compact_tokens(hidden, keep)
+        hidden = merge_into_kept(hidden, keep, frame_mask, compacted) if self.merge else compacted
         return self.lm_head(self._encode(hidden, lengths)), lengths
 
     def _encode(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,8 @@ def reference_logits(ref: Reference, wave: np.ndarray) -> tuple[np.ndarray, int]
     from s6damon.salad.dropping import drop_forward
 
     x = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None]
-    out = drop_forward(ref.model, x, detector=ref.detector, threshold=ref.threshold, apply_spec_augment=False)
+    out = drop_forward(ref.model, x, detector=ref.detector, threshold=ref.threshold, apply_spec_augment=False,
+                       merge=ref.merge)
     n = int(out.lengths[0])
     return out.logits[0, :n].numpy(), n
 

@@ -10,8 +10,20 @@ Usage::
 
     det = SaliencyDetector(in_dim=model.config.conv_dim[-1])
     history = train_detector(det, batches, epochs=5)          # batches of (feats, labels, lengths)
-    thr = choose_threshold(dev_probs, target_drop_ratio=0.5)  # dev_probs: list of (T,) arrays
-    keep = keep_from_probs(predict_proba(det, feats, lengths), lengths, thr)
+    thr = choose_threshold(dev_probs, target_drop_ratio=0.5, rule=det.drop_rule)  # list of (T,) arrays
+    keep = keep_from_probs(predict_proba(det, feats, lengths), lengths, thr, rule=det.drop_rule)
+
+Drop rules (:data:`DROP_RULES`), how the threshold turns probabilities into a keep-mask:
+
+- ``threshold``: every token with P(salient) < threshold is dropped;
+- ``alternate``: tokens under the threshold are drop *candidates*, and in every run of
+  adjacent candidates the 1st, 3rd, 5th... are dropped — never two neighbours. A character
+  CTC model needs tokens wherever letters are spelled; emptying whole stretches (every
+  pause, the tail of every long phone) cost the plain rule 0.5–3.5 WER points against this
+  one in five paired pilots (docs/experiments/salad.md).
+
+The rule is part of the detector's config, so its thresholds (chosen under that rule) and
+every consumer (training, evaluation, the exported graph) agree.
 """
 
 from __future__ import annotations
@@ -28,6 +40,9 @@ from torch.nn import functional as F
 from s6damon.salad.backbone import length_mask
 from s6damon.salad.labels import agreement
 
+#: how P(salient) and a threshold give the keep-mask (module docstring)
+DROP_RULES = ("threshold", "alternate")
+
 
 class SaliencyDetector(nn.Module):
     """LayerNorm -> ``num_layers`` x (Conv1d "same" + GELU + dropout) -> Linear -> logit.
@@ -41,17 +56,21 @@ class SaliencyDetector(nn.Module):
         kernel_size: odd conv width in tokens (5 = +-40 ms of context per layer).
         num_layers: number of conv layers (>= 1).
         dropout: dropout after each conv (training only).
+        drop_rule: how a threshold on its probabilities gives the keep-mask (:data:`DROP_RULES`).
     """
 
     def __init__(self, in_dim: int, hidden: int = 64, kernel_size: int = 5, num_layers: int = 2,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, drop_rule: str = "threshold") -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd (same-length convs), got {kernel_size}")
         if num_layers < 1:
             raise ValueError("num_layers must be >= 1")
+        if drop_rule not in DROP_RULES:
+            raise ValueError(f"drop_rule must be one of {list(DROP_RULES)}, got {drop_rule!r}")
+        self.drop_rule = drop_rule
         self.config = {"in_dim": in_dim, "hidden": hidden, "kernel_size": kernel_size,
-                       "num_layers": num_layers, "dropout": dropout}
+                       "num_layers": num_layers, "dropout": dropout, "drop_rule": drop_rule}
         self.norm = nn.LayerNorm(in_dim)
         self.convs = nn.ModuleList(
             nn.Conv1d(in_dim if i == 0 else hidden, hidden, kernel_size, padding=kernel_size // 2)
@@ -77,6 +96,10 @@ class SaliencyDetector(nn.Module):
         for conv in self.convs:
             x = self.dropout(F.gelu(conv(x * m)))
         return self.head((x * m).transpose(1, 2)).squeeze(-1)
+
+    def keep_mask(self, probs: torch.Tensor, lengths: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` keep-mask from this detector's probabilities under its drop rule."""
+        return keep_from_probs(probs, lengths, threshold, rule=self.drop_rule)
 
 
 def detector_loss(logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor | None = None,
@@ -165,22 +188,35 @@ def _flat(probs: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> np.ndarray
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def choose_threshold(probs: np.ndarray | torch.Tensor | Sequence[np.ndarray], target_drop_ratio: float) -> float:
+def choose_threshold(probs: np.ndarray | torch.Tensor | Sequence[np.ndarray], target_drop_ratio: float,
+                     rule: str = "threshold") -> float:
     """Threshold on P(salient) that drops ``target_drop_ratio`` of the given (dev) tokens.
 
-    A token is dropped when ``p < threshold``. The threshold sits halfway between the
-    ``k``-th and ``k+1``-th smallest probability (``k = round(ratio * N)``), so exactly ``k``
-    tokens fall below it unless probabilities tie there.
+    Rule ``threshold``: a token is dropped when ``p < threshold``; the threshold sits
+    halfway between the ``k``-th and ``k+1``-th smallest probability (``k = round(ratio *
+    N)``), so exactly ``k`` tokens fall below it unless probabilities tie there.
+
+    Rule ``alternate``: the dropped share is a non-decreasing step function of the
+    threshold (a new candidate either starts a run, adding one drop, or joins/extends runs,
+    never lowering ``ceil(run / 2)`` in total), so a binary search over the distinct
+    probabilities finds the step closest to the target exactly; the threshold sits halfway
+    into that step. Alternation caps the share near one half.
 
     Args:
-        probs: P(salient) of valid dev tokens only: a flat array or one array per utterance.
+        probs: P(salient) of valid dev tokens only: one array per utterance (a flat array is
+            one utterance, a 2-D one a row per utterance; ``alternate`` needs the boundaries).
         target_drop_ratio: wanted share of dropped tokens, in [0, 1].
+        rule: one of :data:`DROP_RULES`.
     """
     if not 0.0 <= target_drop_ratio <= 1.0:
         raise ValueError(f"target_drop_ratio must be in [0, 1], got {target_drop_ratio}")
+    if rule not in DROP_RULES:
+        raise ValueError(f"rule must be one of {list(DROP_RULES)}, got {rule!r}")
     p = np.sort(_flat(probs))
     if p.size == 0:
         return 0.5
+    if rule == "alternate":
+        return _alternate_threshold(probs, np.unique(p), target_drop_ratio)
     k = int(round(target_drop_ratio * p.size))
     if k <= 0:
         return float(p[0])
@@ -189,11 +225,82 @@ def choose_threshold(probs: np.ndarray | torch.Tensor | Sequence[np.ndarray], ta
     return float(0.5 * (p[k - 1] + p[k])) if p[k] > p[k - 1] else float(p[k])
 
 
-def keep_from_probs(probs: torch.Tensor, lengths: torch.Tensor | None, threshold: float) -> torch.Tensor:
-    """``(B, T)`` keep-mask ``p >= threshold`` on valid tokens (False on padding)."""
+def _alternate_threshold(probs: np.ndarray | torch.Tensor | Sequence[np.ndarray], levels: np.ndarray,
+                         target: float) -> float:
+    """:func:`choose_threshold` for the ``alternate`` rule (``levels``: sorted distinct probabilities)."""
+    if isinstance(probs, torch.Tensor) or (isinstance(probs, np.ndarray) and probs.dtype != object):
+        rows = [_flat(r) for r in probs] if probs.ndim == 2 else [_flat(probs)]  # (B, T): one row each
+    else:
+        rows = [_flat([r]) for r in probs]
+    width = max(len(r) for r in rows)
+    P = torch.ones(len(rows), width, dtype=torch.float64)  # padding is never a candidate
+    for i, r in enumerate(rows):
+        P[i, :len(r)] = torch.from_numpy(r)
+    lengths = torch.tensor([len(r) for r in rows])
+    total = int(lengths.sum())
+
+    def dropped(thr: float) -> float:
+        return float((~alternate_keep(P, lengths, thr) & length_mask(lengths, width)).sum()) / total
+
+    # thresholds just above levels[i] make levels[:i+1] candidates; share(i) is non-decreasing
+    lo, hi = 0, len(levels) - 1
+    while lo < hi:  # first i with share(i) >= target
+        mid = (lo + hi) // 2
+        if dropped(float(np.nextafter(levels[mid], np.inf))) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    best = lo
+    if lo > 0 and abs(dropped(float(np.nextafter(levels[lo - 1], np.inf))) - target) <= \
+            abs(dropped(float(np.nextafter(levels[lo], np.inf))) - target):
+        best = lo - 1
+    if best == 0 and target < 0.5 * dropped(float(np.nextafter(levels[0], np.inf))):
+        return float(levels[0])  # nothing dropped is closer than the first step
+    upper = levels[best + 1] if best + 1 < len(levels) else np.nextafter(levels[best], np.inf)
+    return float(0.5 * (levels[best] + upper))
+
+
+def alternate_keep(probs: torch.Tensor, lengths: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+    """The ``alternate`` rule: tokens with P(salient) < ``threshold`` are candidates, and in
+    every run of adjacent candidates the 1st, 3rd, 5th... are dropped (never two neighbours).
+
+    No loop over tokens — each run's first index is found with a cumulative sum, a scatter
+    and a gather — so the rule lives in the exported graph as it is.
+
+    Args:
+        probs: ``(B, T)`` P(salient); lengths: ``(B,)`` valid tokens.
+
+    Returns:
+        ``(B, T)`` bool keep-mask (False on padding).
+    """
+    B, T = probs.shape
+    idx = torch.arange(T, device=probs.device).expand(B, T)
+    valid = idx < lengths.to(probs.device)[:, None]
+    cand = (probs < threshold) & valid
+    prev = torch.cat([torch.zeros_like(cand[:, :1]), cand[:, :-1]], dim=1)
+    start = cand & ~prev
+    run_id = torch.cumsum(start.long(), dim=1)  # k at and after the k-th run's first token
+    zeros = torch.zeros_like(idx)
+    # slot k holds the k-th run's first index (slot 0 collects the zeros of non-start tokens)
+    starts = torch.zeros(B, T + 1, dtype=idx.dtype, device=probs.device).scatter(
+        1, torch.where(start, run_id, zeros), torch.where(start, idx, zeros))
+    drop = cand & ((idx - torch.gather(starts, 1, run_id)) % 2 == 0)
+    return valid & ~drop
+
+
+def keep_from_probs(probs: torch.Tensor, lengths: torch.Tensor | None, threshold: float | torch.Tensor,
+                    rule: str = "threshold") -> torch.Tensor:
+    """``(B, T)`` keep-mask on valid tokens (False on padding) under ``rule`` (:data:`DROP_RULES`):
+    ``p >= threshold``, or :func:`alternate_keep`."""
+    if rule == "alternate":
+        if lengths is None:
+            lengths = torch.full((probs.shape[0],), probs.shape[1], dtype=torch.long, device=probs.device)
+        return alternate_keep(probs, lengths, threshold)
+    if rule != "threshold":
+        raise ValueError(f"rule must be one of {list(DROP_RULES)}, got {rule!r}")
     keep = probs >= threshold
     if lengths is not None:
-        keep &= length_mask(lengths.to(probs.device), probs.shape[1])
+        keep = keep & length_mask(lengths.to(probs.device), probs.shape[1])  # not in place: ONNX export
     return keep
 
 

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from s6damon.salad.backbone import base_model, feature_lengths, length_mask
+from s6damon.salad.detector import keep_from_probs
 from s6damon.salad.guard import ctc_required_lengths, enforce_min_keep
 
 #: keep-mask policy: ``(input_values, attention_mask, frame_lengths, T) -> (B, T) bool``; how
@@ -99,6 +100,34 @@ def compact(hidden: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, tor
     return out * mask[..., None].to(out.dtype), mask, order
 
 
+def merge_into_kept(hidden: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
+                    compacted: torch.Tensor) -> torch.Tensor:
+    """Compact by merging: each kept token becomes the mean of itself and the dropped tokens
+    that follow it (dropped tokens before an utterance's first kept token join that one).
+
+    A dropped token's content is averaged into its kept neighbour instead of lost, so the
+    transformer still sees, e.g., the tail of a long phone. The owner of each frame is the
+    running count of kept tokens (a cumulative sum), so this is two scatter-adds — no loop,
+    no shape taken from data: the exported graph (:mod:`s6damon.export.graph`) calls it too.
+
+    Args:
+        hidden: ``(B, T, D)`` token vectors.
+        keep: ``(B, T)`` bool, False on padding; valid: ``(B, T)`` bool real frames.
+        compacted: ``(B, T', D)``, the same tokens compacted by dropping (:func:`compact`):
+            gives the output's shape; its positions line up with the result's.
+
+    Returns:
+        ``(B, T', D)`` merged tokens, zero past each utterance's kept count.
+    """
+    owner = (torch.cumsum(keep.long(), dim=1) - 1).clamp(min=0)
+    weight = valid.to(hidden.dtype)
+    sums = torch.zeros_like(compacted).scatter_add(1, owner.unsqueeze(-1).expand_as(hidden),
+                                                  hidden * weight.unsqueeze(-1))
+    counts = torch.zeros_like(compacted[..., 0]).scatter_add(1, owner, weight)
+    # positions past the kept count own no frame: 0 / 1 = 0, as compaction pads
+    return sums / counts.clamp(min=1.0).unsqueeze(-1)
+
+
 def expand(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, T: int, fill: float = 0.0) -> torch.Tensor:
     """Inverse of :func:`compact`: put compacted values back on the full frame grid.
 
@@ -123,7 +152,7 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
                  detector: nn.Module | None = None, threshold: float = 0.5, min_keep: int = 1,
                  min_keep_ratio: float = 0.0, apply_spec_augment: bool = True,
                  policy: KeepPolicy | None = None, features: torch.Tensor | None = None,
-                 frame_lengths: torch.Tensor | None = None) -> DropOutput:
+                 frame_lengths: torch.Tensor | None = None, merge: bool = False) -> DropOutput:
     """Forward a wav2vec2/HuBERT CTC model with the transformer on the kept tokens only.
 
     Steps: conv feature encoder -> feature projection -> (SpecAugment, training only, on
@@ -141,7 +170,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
             transcript part of the guard.
         detector: a :class:`~s6damon.salad.detector.SaliencyDetector` run (without
             gradients) on the conv features when ``keep`` is None.
-        threshold: keep tokens with detector P(salient) >= threshold.
+        threshold: the detector's threshold, applied under its drop rule
+            (:func:`~s6damon.salad.detector.keep_from_probs`).
         policy: computes the keep-mask when neither ``keep`` nor ``detector`` is given
             (the baselines of :mod:`s6damon.salad.baselines`).
         min_keep: fewest tokens any utterance keeps (>= 1: attention needs a token).
@@ -151,6 +181,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
             valid counts): the conv encoder is skipped and ``input_values`` may be None. The
             finetuning feature cache (:mod:`s6damon.train.feature_cache`) calls it so, keeping
             nothing dropped: then this is the model's own forward after its conv encoder.
+        merge: average each dropped token into the kept token before it
+            (:func:`merge_into_kept`) instead of discarding it.
 
     Returns:
         A :class:`DropOutput`; ``lengths`` are the CTC input lengths.
@@ -179,7 +211,7 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
     if keep is None and detector is not None:
         with torch.no_grad():
             scores = torch.sigmoid(detector(feats.detach(), frame_len))
-        keep = scores >= threshold
+        keep = keep_from_probs(scores, frame_len, threshold, rule=getattr(detector, "drop_rule", "threshold"))
     if keep is None and policy is not None:
         if input_values is None:
             raise ValueError("drop_forward: a keep policy reads the waveform (input_values)")
@@ -199,7 +231,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
         need = torch.maximum(need, ctc_required_lengths(labels.to(feats.device), blank_id=config.pad_token_id))
     keep, fell_back = enforce_min_keep(keep, need, frame_len, scores)
 
-    hidden, mask, index = compact(hidden, keep)
+    compacted, mask, index = compact(hidden, keep)
+    hidden = merge_into_kept(hidden, keep, frame_mask, compacted) if merge else compacted
     lengths = mask.sum(-1)
     # no padding -> no mask, exactly as the unmodified model is called on unpadded input
     enc = base.encoder(hidden, attention_mask=None if bool(mask.all()) else mask)
@@ -238,13 +271,14 @@ class TokenDropCTC(nn.Module):
         detector: salience detector (frozen: excluded from gradients); None = keep-masks
             must be passed to :meth:`forward`, or everything is kept.
         threshold: detector threshold (see :func:`~s6damon.salad.detector.choose_threshold`).
-        min_keep, min_keep_ratio, apply_spec_augment, policy: see :func:`drop_forward`.
+        min_keep, min_keep_ratio, apply_spec_augment, policy, merge: see :func:`drop_forward`.
     """
 
     def __init__(self, model: nn.Module, detector: nn.Module | None = None, threshold: float = 0.5,
                  min_keep: int = 1, min_keep_ratio: float = 0.0, apply_spec_augment: bool = True,
-                 policy: KeepPolicy | None = None) -> None:
+                 policy: KeepPolicy | None = None, merge: bool = False) -> None:
         super().__init__()
+        self.merge = bool(merge)
         self.model = model
         self.detector = detector
         if detector is not None:
@@ -289,7 +323,7 @@ class TokenDropCTC(nn.Module):
         out = drop_forward(self.model, input_values, attention_mask, keep=keep, labels=labels,
                            detector=self.detector, threshold=self.threshold, min_keep=self.min_keep,
                            min_keep_ratio=self.min_keep_ratio, apply_spec_augment=self.apply_spec_augment,
-                           policy=self.policy)
+                           policy=self.policy, merge=self.merge)
         self.utterances += int(out.lengths.numel())
         self.fallbacks += out.fallbacks
         self.frames += int(out.frame_lengths.sum())

@@ -62,7 +62,7 @@ def fit_detector(train_feats: list[torch.Tensor], train_labels: list[np.ndarray]
         raise ValueError("the detector needs train and dev utterances")
     torch.manual_seed(seed)
     det = SaliencyDetector(in_dim=int(train_feats[0].shape[1]), hidden=p.hidden, kernel_size=p.kernel_size,
-                           num_layers=p.num_layers, dropout=p.dropout)
+                           num_layers=p.num_layers, dropout=p.dropout, drop_rule=p.drop_rule)
     flat = np.concatenate([np.asarray(y, dtype=bool) for y in train_labels])
     pos = max(int(flat.sum()), 1)
     pos_weight = (flat.size - pos) / pos if p.balance else None
@@ -74,9 +74,10 @@ def fit_detector(train_feats: list[torch.Tensor], train_labels: list[np.ndarray]
 
     history = train_detector(det, epoch_batches, epochs=p.epochs, lr=p.learning_rate, pos_weight=pos_weight)
     probs = dev_probabilities(det, dev_feats)
-    thresholds = {float(r): choose_threshold(probs, float(r)) for r in sorted({*ratios, report_ratio})}
+    thresholds = {float(r): choose_threshold(probs, float(r), rule=det.drop_rule)
+                  for r in sorted({*ratios, report_ratio})}
     thr = thresholds[float(report_ratio)]
-    keep = [pr >= thr for pr in probs]
+    keep = [det.keep_mask(torch.from_numpy(pr)[None], torch.tensor([len(pr)]), thr)[0].numpy() for pr in probs]
     m = detector_metrics(keep, [np.asarray(y, dtype=bool) for y in dev_labels])
     dev_flat = np.concatenate([np.asarray(y, dtype=bool) for y in dev_labels])
     metrics = {"precision": m["precision"], "recall": m["recall"], "f1": m["f1"], "drop_ratio": m["drop_ratio"],

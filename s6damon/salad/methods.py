@@ -31,7 +31,7 @@ def is_salad(method: str) -> bool:
 
 
 def drop_model(model: nn.Module, method: str, drop_ratio: float, *, detector: SaliencyDetector | None = None,
-               threshold: float | None = None, seed: int = 0) -> TokenDropCTC:
+               threshold: float | None = None, seed: int = 0, merge: bool = False) -> TokenDropCTC:
     """Wrap a CTC model so its transformer sees only the tokens ``method`` keeps.
 
     Args:
@@ -40,13 +40,15 @@ def drop_model(model: nn.Module, method: str, drop_ratio: float, *, detector: Sa
         drop_ratio: share of tokens dropped (the detector's ``threshold`` was chosen for it).
         detector, threshold: required for SALAD methods.
         seed: seed of the ``random`` baseline.
+        merge: average dropped tokens into the kept ones (see
+            :func:`~s6damon.salad.dropping.drop_forward`) instead of discarding them.
     """
     if is_salad(method):
         if detector is None or threshold is None:
             raise ValueError(f"{method} needs a detector and its threshold")
-        return TokenDropCTC(model, detector=detector, threshold=threshold)
+        return TokenDropCTC(model, detector=detector, threshold=threshold, merge=merge)
     kernel, stride = conv_layout(model.config)
-    return TokenDropCTC(model, policy=BaselinePolicy(method, drop_ratio, kernel, stride, seed=seed))
+    return TokenDropCTC(model, policy=BaselinePolicy(method, drop_ratio, kernel, stride, seed=seed), merge=merge)
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,15 @@ class DropWrap:
     ratio: float
     detector_path: str | Path | None = None  # a saved detector (SALAD methods): its threshold for ``ratio`` is used
     seed: int = 0
+    merge: bool = False
 
     def __call__(self, model: nn.Module) -> TokenDropCTC:
         det, thr = None, None
         if is_salad(self.method):
             det, thresholds, _ = load_detector(self.detector_path)
             thr = thresholds[float(self.ratio)]
-        return drop_model(model, self.method, self.ratio, detector=det, threshold=thr, seed=self.seed)
+        return drop_model(model, self.method, self.ratio, detector=det, threshold=thr, seed=self.seed,
+                          merge=self.merge)
 
 
 def dropped_flops(model: nn.Module, seconds: float, num_tokens: int, detector: SaliencyDetector | None = None,
