@@ -91,3 +91,16 @@ def test_layer_table_pairs_every_representation_with_timed_phones(tmp_path):
     assert all(len(x) == len(ph) == len(voices) == 30 for x in feats.values())   # 15 tokens in 0-0.3 s each
     assert feats["mfcc"].shape[1] == 39 and feats["layer0"].shape[1] == m.hidden_size
     assert ph.count("x") == 2 * 5
+
+
+def test_oracle_mask_drops_every_other_redundant_token_and_pilot_quota_limits_runs():
+    import numpy as np
+    from salad_oracle import oracle_keep
+    from salad_pilot import spaced_keep
+
+    labels = np.array([1, 0, 0, 0, 1, 0, 1, 0, 0], dtype=bool)  # True = salient
+    assert oracle_keep(labels).astype(int).tolist() == [1, 0, 1, 0, 1, 0, 1, 0, 1]
+    scores = np.array([0.9, 0.1, 0.2, 0.3, 0.8, 0.05, 0.7, 0.15, 0.25])
+    keep = spaced_keep(scores, 4, max_run=1)
+    assert int((~keep).sum()) == 4 and not bool((~keep[1:] & ~keep[:-1]).any())
+    assert int((~spaced_keep(scores, 4, max_run=None)).sum()) == 4
