@@ -59,6 +59,8 @@ VARIANTS: dict[str, Variant] = {
     "float32-stock-conv-attention-dropout": Variant("float32", False, 0.1),  # the model before both changes
     "float32-frozen-encoder": Variant("float32", frozen_encoder=True),
     "float32-feature-cache": Variant("float32", frozen_encoder=True, feature_cache=True),
+    "bfloat16-frozen-encoder": Variant("bfloat16", frozen_encoder=True),
+    "bfloat16-feature-cache": Variant("bfloat16", frozen_encoder=True, feature_cache=True),
 }
 
 

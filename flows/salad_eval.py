@@ -7,8 +7,10 @@ Usage::
 At every ratio of ``salad.drop_ratios``, each method of ``salad.methods`` (SALAD with the
 alignment- or CTC-label detector; uniform, random and energy dropping) finetunes the
 finetuned model with that share of tokens dropped before the transformer, with the same
-budget (``salad.finetune``); ``none`` gets the same budget without dropping. Each model is
-decoded with its dropping on. Writes ``metrics/salad.json`` (``results`` rows and the
+budget (``salad.finetune``); ``none`` gets the same budget without dropping. With
+``salad.shared_adaptation`` each method instead trains one model, dropping at every ratio of
+the list in turn, which is then evaluated at each ratio (6 runs instead of 21 by default).
+Each model is decoded with its dropping on. Writes ``metrics/salad.json`` (``results`` rows and the
 detector metrics), ``reports/salad.md``, ``plots/salad.csv`` (WER vs. GFLOPs),
 per-utterance hypotheses under ``data/salad_hyps/`` and, for ``salad.drop_ratio``, the
 SALAD models with their detector under ``models/salad/<method>_<ratio>/``.
@@ -62,6 +64,9 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
     manifest = Path(params.prepare.out_dir) / "manifest.parquet"
     base, _ = load_ctc_model(FINETUNED)
     runs = [("none", 0.0)] + [(m, float(r)) for r in s.drop_ratios for m in s.methods]
+    # what is trained: one run per cell, or (shared adaptation) one per method over every ratio
+    train_runs = ([("none", (0.0,))] + [(m, tuple(float(r) for r in s.drop_ratios)) for m in s.methods]
+                  if s.shared_adaptation else [(method, (ratio,)) for method, ratio in runs])
     rows, lat_runs, detector_metrics = [], [], json.loads(Path("metrics/salad_detector.json").read_text())
     detectors = {}
     for method, _ in runs:
@@ -70,12 +75,17 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
             raise FileNotFoundError(f"{det_path}: no detector (run the salad_train stage first)")
         detectors[method] = det_path
     threads, isolate = threads_per_run(params.threads, params.concurrent_runs), isolate_runs(params.concurrent_runs)
-    trained = run_concurrently([
-        lambda method=method, ratio=ratio: run_with_outputs(
-            T.drop_finetune, method, ratio, FINETUNED, detectors[method], params.model, s.finetune, manifest,
+    results = run_concurrently([
+        lambda method=method, ratios=ratios: run_with_outputs(
+            T.drop_finetune, method, list(ratios), FINETUNED, detectors[method], params.model, s.finetune, manifest,
             params.seed, s.merge_dropped, threads, isolate=isolate, outputs=lambda r: [r["model_dir"]])
-        for method, ratio in runs], params.concurrent_runs)
-    for (method, ratio), fin in zip(runs, trained, strict=True):
+        for method, ratios in train_runs], params.concurrent_runs)
+    trained = {method if s.shared_adaptation else (method, ratios[0]): res
+               for (method, ratios), res in zip(train_runs, results, strict=True)}
+    for method, ratio in runs:
+        adapted_on = [0.0] if method == "none" else ([float(r) for r in s.drop_ratios] if s.shared_adaptation
+                                                     else [ratio])
+        fin = trained[method if s.shared_adaptation else (method, ratio)]
         det_path = detectors[method]
         name = f"{method}_{ratio:g}"
         scores = {}
@@ -89,7 +99,7 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
         row = {"method": method, "drop_ratio": ratio, "achieved_drop_ratio": test["achieved_drop_ratio"],
                "test_wer": test["wer"], "test_cer": test["cer"], "encoder_gflops": cost["gflops"],
                "flop_reduction": cost["flop_reduction"], "fallbacks": test["fallbacks"],
-               "train_seconds": fin["metrics"]["train_seconds"]}
+               "train_seconds": fin["metrics"]["train_seconds"], "adapted_on": adapted_on}
         row.update({f"{split}_{k}": scores[split][k] for split in s.eval_splits if split != "test" for k in ("wer", "cer")})
         rows.append(row)
         lat_runs.append({"name": name, "model_dir": fin["model_dir"], "method": method, "ratio": ratio,
@@ -114,6 +124,8 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
         "latency": {"input_seconds": s.latency_seconds, "repeats": s.latency_repeats, "threads": params.threads,
                     "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor()},
         "seed": params.seed,
+        "shared_adaptation": s.shared_adaptation,
+        "adaptation_steps": s.finetune.steps,
     }
     io.write_json("metrics/salad.json", metrics)
     write_curve("plots/salad.csv", [{c: r[c] for c in ("method", "drop_ratio", "encoder_gflops", "test_wer",

@@ -105,19 +105,21 @@ def fit_detector(labels: Path, source: str, manifest: Path, model_dir: Path, p: 
 
 
 @task(cache_policy=content_cache(*SALAD_CODE, exclude=("progress", "isolate")), persist_result=True)
-def drop_finetune(method: str, ratio: float, init: Path, detector: Path | None, m: ModelParams, p: FinetuneParams,
-                  manifest: Path, seed: int, merge: bool, threads: int, progress: bool = True,
+def drop_finetune(method: str, ratios: list[float], init: Path, detector: Path | None, m: ModelParams,
+                  p: FinetuneParams, manifest: Path, seed: int, merge: bool, threads: int, progress: bool = True,
                   isolate: bool = False) -> dict[str, Any]:
-    """Finetune ``init`` with ``method`` dropping ``ratio`` of the tokens (CTC on the kept ones;
-    ``merge``: dropped tokens averaged into the kept ones); ``isolate``: train in a process of
-    its own (:mod:`tasks.concurrency`)."""
-    from s6damon.salad.methods import DropWrap
+    """Finetune ``init`` with ``method`` dropping tokens (CTC on the kept ones; ``merge``:
+    dropped tokens averaged into the kept ones) at ``ratios`` — one ratio, or several taken in
+    turn step by step (:class:`~s6damon.salad.methods.RatioCycle`); ``isolate``: train in a
+    process of its own (:mod:`tasks.concurrency`)."""
+    from s6damon.salad.methods import CycleWrap
     from s6damon.train.finetune import finetune
 
     run_dir = run_folder(RUNS)
+    wrap = CycleWrap(method, tuple(float(r) for r in ratios), detector, seed, merge)
     result = call_run(finetune, init, m, p, _rows(manifest, ("train",)), None, run_dir / "model",
-                      run_dir / "checkpoints", seed=seed, threads=threads, wrap=DropWrap(method, ratio, detector, seed, merge),
-                      tag=f"{method}@{ratio:g}", isolate=isolate)
+                      run_dir / "checkpoints", seed=seed, threads=threads, wrap=wrap,
+                      tag=f"{method}@{'/'.join(f'{r:g}' for r in ratios)}", isolate=isolate)
     return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}
 
 

@@ -90,3 +90,30 @@ def test_rerun_reuses_cached_results(salad_run, monkeypatch):
     again = salad_eval(params_path="params.yaml")["results"]
     assert [r["test_wer"] for r in again] == [r["test_wer"] for r in first]
     assert [r["train_seconds"] for r in again] == [r["train_seconds"] for r in first]
+
+
+def test_both_adaptation_modes(salad_run, monkeypatch):
+    """``salad.shared_adaptation``: one run per method serves every ratio; off, every
+    (method, ratio) trains its own run. The fixture ran the profile's mode; this runs the
+    other one on the same labels and detectors."""
+    import yaml
+
+    from flows.salad_eval import salad_eval
+
+    root, out = salad_run
+    monkeypatch.chdir(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    profile_mode = bool(params["salad"]["shared_adaptation"])
+    params["salad"]["shared_adaptation"] = not profile_mode
+    (root / "params_other_mode.yaml").write_text(yaml.safe_dump(params))
+    runs = root / ".work/runs/salad"
+    before = set(runs.iterdir())
+    other = salad_eval(params_path="params_other_mode.yaml")
+    # trained now: one run per method (5) or per (method, ratio) (10); none's run is the same
+    # in both modes and comes from the task cache
+    assert len(set(runs.iterdir()) - before) == (10 if profile_mode else 5)
+    for metrics, shared in ((out["eval"], profile_mode), (other, not profile_mode)):
+        assert metrics["shared_adaptation"] is shared
+        for r in metrics["results"]:
+            want = [0.0] if r["method"] == "none" else ([0.3, 0.5] if shared else [r["drop_ratio"]])
+            assert r["adapted_on"] == want, (shared, r["method"], r["drop_ratio"])

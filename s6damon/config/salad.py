@@ -59,6 +59,10 @@ class SaladParams:
     merge_dropped: bool = param(True, help="every method: average each dropped token into the kept one before it "
                                           "instead of discarding it")
     detector: DetectorParams = dataclasses.field(default_factory=DetectorParams)
+    shared_adaptation: bool = param(
+        False, help="one finetuning run per method, dropping at each of drop_ratios in turn (a different ratio "
+                    "each step), evaluated at every ratio; false: one run per (method, ratio). Either way every "
+                    "method, and none, gets the same finetune.steps per run")
     finetune: FinetuneParams = dataclasses.field(default_factory=_drop_finetune)
     latency_seconds: float = param(10.0, minimum=0.5, help="input length for encoder FLOPs and latency")
     latency_repeats: int = param(10, minimum=1, help="timed repetitions per method (median reported)")

@@ -74,6 +74,77 @@ class DropWrap:
                           merge=self.merge)
 
 
+class RatioCycle(nn.Module):
+    """One method's token dropping at several drop ratios, a different ratio each training step.
+
+    Shared adaptation (``salad.shared_adaptation``): instead of one finetuning run per
+    (method, ratio), one run per method learns to read the sequence shortened at every ratio
+    of the list — forward call ``i`` drops at ``ratios[i % len(ratios)]`` — and the one model
+    is then evaluated at each ratio. The models of ``nets`` all wrap the same CTC model (and
+    share one detector), so the parameters are that model's; only the keep rule differs.
+    After a resumed run the cycle restarts at the first ratio (the call counter is not
+    checkpointed), which shifts which steps use which ratio — a minor effect.
+
+    Args:
+        nets: one :class:`~s6damon.salad.dropping.TokenDropCTC` per ratio, around one model.
+    """
+
+    def __init__(self, nets: list[TokenDropCTC]) -> None:
+        super().__init__()
+        if not nets or any(n.model is not nets[0].model for n in nets):
+            raise ValueError("RatioCycle needs at least one TokenDropCTC, all around the same model")
+        self.model = nets[0].model
+        self.detector = nets[0].detector  # registered so .to(device) moves it; never trained
+        self._nets = list(nets)  # a plain list: the shared model is registered once, above
+        self.calls = 0
+
+    @property
+    def config(self):
+        """The wrapped model's config."""
+        return self.model.config
+
+    def train(self, mode: bool = True) -> "RatioCycle":
+        super().train(mode)
+        for net in self._nets:
+            net.train(mode)  # each keep policy's own training flag, detector kept in eval
+        return self
+
+    def forward(self, *args, **kwargs):
+        """The next ratio's :meth:`TokenDropCTC.forward <s6damon.salad.dropping.TokenDropCTC.forward>`."""
+        net = self._nets[self.calls % len(self._nets)]
+        self.calls += 1
+        return net(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class CycleWrap:
+    """``model -> RatioCycle`` of ``method`` over ``ratios`` (a single ratio: that ratio's
+    :class:`~s6damon.salad.dropping.TokenDropCTC`), the detector read once from a file.
+
+    A picklable ``wrap`` for :func:`s6damon.train.finetune.finetune` (see :class:`DropWrap`).
+    """
+
+    method: str
+    ratios: tuple[float, ...]
+    detector_path: str | Path | None = None
+    seed: int = 0
+    merge: bool = False
+
+    def __call__(self, model: nn.Module) -> TokenDropCTC | RatioCycle:
+        if not self.ratios:
+            raise ValueError("CycleWrap needs at least one drop ratio")
+        det, thresholds = None, {}
+        if is_salad(self.method):
+            det, thresholds, _ = load_detector(self.detector_path)
+            missing = [r for r in self.ratios if float(r) not in thresholds]
+            if missing:
+                raise ValueError(f"{self.detector_path}: no threshold for drop ratios {missing} "
+                                 f"(it has {sorted(thresholds)}; rerun salad_train with them)")
+        nets = [drop_model(model, self.method, r, detector=det, threshold=thresholds.get(float(r)), seed=self.seed,
+                           merge=self.merge) for r in self.ratios]
+        return nets[0] if len(nets) == 1 else RatioCycle(nets)
+
+
 def dropped_flops(model: nn.Module, seconds: float, num_tokens: int, detector: SaliencyDetector | None = None,
                   include_lm_head: bool = False) -> int:
     """FLOPs of one pass on ``seconds`` of audio when ``num_tokens`` reach the transformer.
