@@ -112,11 +112,11 @@ def drop_finetune(method: str, ratios: list[float], init: Path, detector: Path |
     dropped tokens averaged into the kept ones) at ``ratios`` — one ratio, or several taken in
     turn step by step (:class:`~s6damon.salad.methods.RatioCycle`); ``isolate``: train in a
     process of its own (:mod:`tasks.concurrency`)."""
-    from s6damon.salad.methods import CycleWrap
+    from s6damon.salad.methods import DropWrap
     from s6damon.train.finetune import finetune
 
     run_dir = run_folder(RUNS)
-    wrap = CycleWrap(method, tuple(float(r) for r in ratios), detector, seed, merge)
+    wrap = DropWrap(method, tuple(float(r) for r in ratios), detector, seed, merge)
     result = call_run(finetune, init, m, p, _rows(manifest, ("train",)), None, run_dir / "model",
                       run_dir / "checkpoints", seed=seed, threads=threads, wrap=wrap,
                       tag=f"{method}@{'/'.join(f'{r:g}' for r in ratios)}", isolate=isolate)
@@ -135,7 +135,7 @@ def evaluate_drop(model_dir: Path, method: str, ratio: float, detector: Path | N
 
     torch.set_num_threads(threads)
     model, tok = load_ctc_model(model_dir)
-    net = DropWrap(method, ratio, detector, seed, merge)(model)
+    net = DropWrap(method, (ratio,), detector, seed, merge)(model)
     hyps = transcribe(net, tok, _rows(manifest, (split,)))
     stats = net.stats
     return hyps, {**score(hyps), "achieved_drop_ratio": stats["drop_ratio"], "fallbacks": stats["fallbacks"]}
@@ -163,5 +163,5 @@ def measure_latency(runs: list[dict[str, Any]], manifest: Path, seconds: float, 
     for r in runs:
         model, _ = load_ctc_model(r["model_dir"])
         det = Path(r["detector"]) if r["detector"] else None
-        nets[r["name"]] = DropWrap(r["method"], r["ratio"], det, seed, r["merge"])(model)
+        nets[r["name"]] = DropWrap(r["method"], (r["ratio"],), det, seed, r["merge"])(model)
     return compare_latency(nets, wave, repeats)

@@ -12,7 +12,7 @@ from s6damon.model.vocab import build_tokenizer
 from s6damon.salad.baselines import BaselinePolicy
 from s6damon.salad.detector import SaliencyDetector, load_detector, save_detector
 from s6damon.salad.fit import fit_detector
-from s6damon.salad.methods import (CycleWrap, RatioCycle, compare_latency, drop_model, encoder_gflops,
+from s6damon.salad.methods import (DropWrap, RatioCycle, compare_latency, drop_model, encoder_gflops,
                                    latency_input)
 from tests._train_fixtures import make_manifest, tiny_params
 
@@ -72,7 +72,7 @@ def test_ratio_cycle_drops_each_ratio_in_turn():
     """Shared adaptation: one model, a different drop ratio on each training call, the
     parameters those of the one CTC model."""
     model = _model()
-    cycle = CycleWrap("uniform", (0.2, 0.5))(model).train()
+    cycle = DropWrap("uniform", (0.2, 0.5))(model).train()
     assert isinstance(cycle, RatioCycle)
     assert {id(p) for p in cycle.parameters()} == {id(p) for p in model.parameters()}
     assert set(cycle.state_dict()) == {f"model.{k}" for k in model.state_dict()}
@@ -81,7 +81,7 @@ def test_ratio_cycle_drops_each_ratio_in_turn():
     assert ratios[0] == pytest.approx(ratios[2]) and ratios[1] == pytest.approx(ratios[3])
     assert ratios[0] == pytest.approx(0.2, abs=0.03) and ratios[1] == pytest.approx(0.5, abs=0.03)
     # one ratio: that ratio's plain dropping model
-    assert not isinstance(CycleWrap("uniform", (0.3,))(model), RatioCycle)
+    assert not isinstance(DropWrap("uniform", (0.3,))(model), RatioCycle)
     with pytest.raises(ValueError, match="same model"):
         RatioCycle([drop_model(model, "uniform", 0.2), drop_model(_model(), "uniform", 0.5)])
 
@@ -92,11 +92,11 @@ def test_cycle_wrap_reads_every_ratios_threshold(tmp_path):
     det = SaliencyDetector(in_dim=model.config.conv_dim[-1], hidden=8, kernel_size=3, num_layers=1)
     path = tmp_path / "det.pt"
     save_detector(path, det, {0.3: 0.4, 0.5: 0.6}, meta={})
-    cycle = CycleWrap("salad_ctc", (0.3, 0.5), path)(model)
+    cycle = DropWrap("salad_ctc", (0.3, 0.5), path)(model)
     assert [n.threshold for n in cycle._nets] == [0.4, 0.6]
     assert all(n.detector is cycle.detector for n in cycle._nets)  # loaded once, shared
     with pytest.raises(ValueError, match=r"det\.pt: no threshold for drop ratios \[0\.4\]"):
-        CycleWrap("salad_ctc", (0.3, 0.4), path)(model)
+        DropWrap("salad_ctc", (0.3, 0.4), path)(model)
 
 
 def test_finetune_with_a_ratio_cycle(tmp_path):
@@ -107,7 +107,7 @@ def test_finetune_with_a_ratio_cycle(tmp_path):
     wrapped = []
 
     def wrap(model):
-        wrapped.append(CycleWrap("uniform", (0.2, 0.5))(model))
+        wrapped.append(DropWrap("uniform", (0.2, 0.5))(model))
         return wrapped[-1]
 
     res = finetune(None, m, p, df, None, tmp_path / "out", tmp_path / "ck", seed=0, threads=1, wrap=wrap,

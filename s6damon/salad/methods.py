@@ -51,29 +51,6 @@ def drop_model(model: nn.Module, method: str, drop_ratio: float, *, detector: Sa
     return TokenDropCTC(model, policy=BaselinePolicy(method, drop_ratio, kernel, stride, seed=seed), merge=merge)
 
 
-@dataclass(frozen=True)
-class DropWrap:
-    """``model -> drop_model(model, method, ratio, ...)`` with the detector read from a file.
-
-    A picklable ``wrap`` for :func:`s6damon.train.finetune.finetune`, so a run can train in a
-    process of its own (:func:`s6damon.parallel.call_in_subprocess`).
-    """
-
-    method: str
-    ratio: float
-    detector_path: str | Path | None = None  # a saved detector (SALAD methods): its threshold for ``ratio`` is used
-    seed: int = 0
-    merge: bool = False
-
-    def __call__(self, model: nn.Module) -> TokenDropCTC:
-        det, thr = None, None
-        if is_salad(self.method):
-            det, thresholds, _ = load_detector(self.detector_path)
-            thr = thresholds[float(self.ratio)]
-        return drop_model(model, self.method, self.ratio, detector=det, threshold=thr, seed=self.seed,
-                          merge=self.merge)
-
-
 class RatioCycle(nn.Module):
     """One method's token dropping at several drop ratios, a different ratio each training step.
 
@@ -117,22 +94,24 @@ class RatioCycle(nn.Module):
 
 
 @dataclass(frozen=True)
-class CycleWrap:
-    """``model -> RatioCycle`` of ``method`` over ``ratios`` (a single ratio: that ratio's
-    :class:`~s6damon.salad.dropping.TokenDropCTC`), the detector read once from a file.
+class DropWrap:
+    """``model -> drop_model(model, method, ratio, ...)`` for one ratio, or a
+    :class:`RatioCycle` over several, with the detector read once from a file.
 
-    A picklable ``wrap`` for :func:`s6damon.train.finetune.finetune` (see :class:`DropWrap`).
+    A picklable ``wrap`` for :func:`s6damon.train.finetune.finetune`, so a run can train in a
+    process of its own (:func:`s6damon.parallel.call_in_subprocess`); evaluation builds the
+    one-ratio model of the ratio it decodes at.
     """
 
     method: str
     ratios: tuple[float, ...]
-    detector_path: str | Path | None = None
+    detector_path: str | Path | None = None  # a saved detector (SALAD methods): its threshold per ratio is used
     seed: int = 0
     merge: bool = False
 
     def __call__(self, model: nn.Module) -> TokenDropCTC | RatioCycle:
         if not self.ratios:
-            raise ValueError("CycleWrap needs at least one drop ratio")
+            raise ValueError("DropWrap needs at least one drop ratio")
         det, thresholds = None, {}
         if is_salad(self.method):
             det, thresholds, _ = load_detector(self.detector_path)
