@@ -64,9 +64,13 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
     manifest = Path(params.prepare.out_dir) / "manifest.parquet"
     base, _ = load_ctc_model(FINETUNED)
     runs = [("none", 0.0)] + [(m, float(r)) for r in s.drop_ratios for m in s.methods]
-    # what is trained: one run per cell, or (shared adaptation) one per method over every ratio
-    train_runs = ([("none", (0.0,))] + [(m, tuple(float(r) for r in s.drop_ratios)) for m in s.methods]
-                  if s.shared_adaptation else [(method, (ratio,)) for method, ratio in runs])
+
+    def adapted_on(method: str, ratio: float) -> tuple[float, ...]:
+        """The drop ratios the model of a cell trains at: its own, or (shared adaptation) every ratio."""
+        return tuple(float(r) for r in s.drop_ratios) if s.shared_adaptation and method != "none" else (ratio,)
+
+    # what is trained: one run per distinct (method, ratios), in the order of the cells
+    train_runs = list(dict.fromkeys((method, adapted_on(method, ratio)) for method, ratio in runs))
     rows, lat_runs, detector_metrics = [], [], json.loads(Path("metrics/salad_detector.json").read_text())
     detectors = {}
     for method, _ in runs:
@@ -80,12 +84,10 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
             T.drop_finetune, method, list(ratios), FINETUNED, detectors[method], params.model, s.finetune, manifest,
             params.seed, s.merge_dropped, threads, isolate=isolate, outputs=lambda r: [r["model_dir"]])
         for method, ratios in train_runs], params.concurrent_runs)
-    trained = {method if s.shared_adaptation else (method, ratios[0]): res
-               for (method, ratios), res in zip(train_runs, results, strict=True)}
+    trained = dict(zip(train_runs, results, strict=True))
     for method, ratio in runs:
-        adapted_on = [0.0] if method == "none" else ([float(r) for r in s.drop_ratios] if s.shared_adaptation
-                                                     else [ratio])
-        fin = trained[method if s.shared_adaptation else (method, ratio)]
+        ratios = adapted_on(method, ratio)
+        fin = trained[(method, ratios)]
         det_path = detectors[method]
         name = f"{method}_{ratio:g}"
         scores = {}
@@ -99,7 +101,7 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
         row = {"method": method, "drop_ratio": ratio, "achieved_drop_ratio": test["achieved_drop_ratio"],
                "test_wer": test["wer"], "test_cer": test["cer"], "encoder_gflops": cost["gflops"],
                "flop_reduction": cost["flop_reduction"], "fallbacks": test["fallbacks"],
-               "train_seconds": fin["metrics"]["train_seconds"], "adapted_on": adapted_on}
+               "train_seconds": fin["metrics"]["train_seconds"], "adapted_on": list(ratios)}
         row.update({f"{split}_{k}": scores[split][k] for split in s.eval_splits if split != "test" for k in ("wer", "cer")})
         rows.append(row)
         lat_runs.append({"name": name, "model_dir": fin["model_dir"], "method": method, "ratio": ratio,

@@ -86,7 +86,7 @@ def test_ratio_cycle_drops_each_ratio_in_turn():
         RatioCycle([drop_model(model, "uniform", 0.2), drop_model(_model(), "uniform", 0.5)])
 
 
-def test_cycle_wrap_reads_every_ratios_threshold(tmp_path):
+def test_drop_wrap_reads_every_ratios_threshold(tmp_path):
     model = _model()
     torch.manual_seed(1)
     det = SaliencyDetector(in_dim=model.config.conv_dim[-1], hidden=8, kernel_size=3, num_layers=1)
