@@ -35,6 +35,7 @@ from s6damon.align.base import SILENCE, AlignError, AlignItem, AlignResult
 from s6damon.align.features import compute_features
 from s6damon.align.kaldi_lang import Lang, attach_compiler, build_lang, split_words
 from s6damon.align.lexicon import build_lexicon
+from s6damon.align.mixup import mix_up
 from s6damon.config.align import AlignParams, KaldiAlignParams
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,9 @@ def _accumulate(am, tm, feats: dict[str, np.ndarray], alis: dict[str, list[int]]
     return accs, trans, like
 
 
-def _update(am, tm, accs, trans, kp: KaldiAlignParams, mixup: int, min_occ: float) -> None:
-    """Re-estimate the model from statistics, then mix up (gmm-est)."""
+def _update(am, tm, accs, trans, kp: KaldiAlignParams, mixup: int, min_occ: float, iteration: int = 0) -> None:
+    """Re-estimate the model from statistics, then mix up (gmm-est; the split's random
+    perturbation seeded by ``kp.seed`` and the iteration)."""
     flags = khg.str_to_gmm_flags("mvwt")
     tm.mle_update(trans, khg.MleTransitionUpdateConfig())
     opts = khg.MleDiagGmmOptions()
@@ -129,9 +131,9 @@ def _update(am, tm, accs, trans, kp: KaldiAlignParams, mixup: int, min_occ: floa
     if mixup > am.num_gauss:
         occs = np.array([accs.get_acc(i).occupancy.sum() for i in range(accs.num_accs)],
                         dtype=np.float32)
-        am.split_by_count(state_occs=occs, target_components=mixup,
-                          perturb_factor=kp.perturb_factor, power=kp.mixup_power,
-                          min_count=kp.mixup_min_count)
+        # numpy's seeded generator, not Kaldi's split: the bindings' RandGauss cannot be seeded
+        mix_up(am, occs, mixup, kp.perturb_factor, kp.mixup_power, kp.mixup_min_count,
+               seed=kp.seed * 1_000_003 + iteration)
 
 
 def _equal_align(graphs, feats, seed: int) -> tuple[dict[str, list[int]], dict[str, str]]:
@@ -174,7 +176,7 @@ def train_monophone(lang: Lang, tm, am, graphs, feats, kp: KaldiAlignParams, job
             alis.update(new)
         accs, trans, like = _accumulate(am, tm, feats, alis)
         frames = sum(len(a) for a in alis.values())
-        _update(am, tm, accs, trans, kp, num_gauss, 10.0)
+        _update(am, tm, accs, trans, kp, num_gauss, 10.0, iteration=it)
         if it <= max_inc:
             num_gauss += inc
         log.info("mono iter %d: avg loglike/frame %.3f, %d gauss, %.1fs", it, like / frames,

@@ -46,7 +46,7 @@ class KaldiAlignParams:
     mixup_power: float = param(0.2, minimum=0.0, maximum=1.0, help="power allocating Gaussians to states")
     mixup_min_count: float = param(20.0, minimum=0.0, help="frames a Gaussian needs when mixing up")
     perturb_factor: float = param(0.01, minimum=0.0, maximum=1.0, help="mean perturbation when splitting")
-    seed: int = param(3, minimum=0, help="seed of the equal-alignment initialisation")
+    seed: int = param(3, minimum=0, help="seed of the equal-alignment initialisation and of the mix-up's mean perturbation")
 
     def check(self) -> None:
         if self.frame_length_ms < self.frame_shift_ms:
