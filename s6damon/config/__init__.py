@@ -59,6 +59,17 @@ class Params:
             if getattr(self, section).finetune.feature_cache:
                 raise ParamsError(f"params: '{section}.finetune.feature_cache' must be false: only the finetune "
                                   f"stage trains from cached features ({section} changes what runs on them)")
+            if getattr(self, section).finetune.interctc_weight > 0:
+                raise ParamsError(f"params: '{section}.finetune.interctc_weight' must be 0: intermediate CTC is "
+                                  f"for the finetune stage ({section}'s runs reshape or mask the layers it reads)")
+        ft = self.finetune
+        if ft.interctc_weight > 0:
+            if ft.feature_cache:
+                raise ParamsError("params: 'finetune.interctc_weight' > 0 needs 'finetune.feature_cache' false")
+            bad = [k for k in ft.interctc_layers if k >= self.model.num_layers]
+            if not self.model.init and (bad or not ft.interctc_layers):
+                raise ParamsError(f"params: 'finetune.interctc_layers' must name layers 1..{self.model.num_layers - 1} "
+                                  f"(below the last of 'model.num_layers'), got {ft.interctc_layers}")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -139,6 +139,13 @@ class FinetuneParams:
         0.0, minimum=0.0, help="weight of frame-level distillation from a frozen teacher (the finetuned dense "
                                "model) added to the CTC loss; 0 = off (see s6damon/train/distill.py)")
     distill_temperature: float = param(1.0, minimum=0.1, help="softening of teacher and student distributions")
+    interctc_weight: float = param(
+        0.0, minimum=0.0, maximum=1.0,
+        help="intermediate CTC: the loss is (1 - w) * CTC of the last layer + w * mean CTC of "
+             "interctc_layers' outputs through the same final norm and head; 0 = off "
+             "(s6damon/train/interctc.py; the finetune stage only)")
+    interctc_layers: list[int] = param([2], minimum=1, help="1-based transformer layers below the last "
+                                                           "whose outputs get the intermediate CTC loss")
     mask_time_prob: float = param(0.05, minimum=0.0, maximum=1.0, help="SpecAugment: share of tokens starting a time mask")
     mask_time_length: int = param(5, minimum=1, help="SpecAugment: time mask length in tokens")
     mask_feature_prob: float = param(0.0, minimum=0.0, maximum=1.0, help="SpecAugment: share of channels masked")

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from s6damon.salad.backbone import base_model, feature_lengths, length_mask
+from s6damon.salad.backbone import base_model, ctc_loss, feature_lengths, length_mask
 from s6damon.salad.detector import keep_from_probs
 from s6damon.salad.guard import ctc_required_lengths, enforce_min_keep
 
@@ -241,21 +241,10 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
 
     loss = None
     if labels is not None:
-        loss = _ctc_loss(model, logits, labels, lengths)
+        loss = ctc_loss(model, logits, labels, lengths)
     return DropOutput(logits=logits, lengths=lengths, keep=keep, index=index, frame_lengths=frame_len,
                       loss=loss, fallbacks=int(fell_back.sum()), fell_back=fell_back,
                       hidden_states=hs)
-
-
-def _ctc_loss(model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The model's own CTC loss (same reduction/zero_infinity as its forward) on ``lengths``."""
-    cfg = model.config
-    kw = dict(logits=logits, labels=labels, logit_lengths=lengths, blank_token_id=cfg.pad_token_id,
-              reduction=cfg.ctc_loss_reduction, zero_infinity=cfg.ctc_zero_infinity)
-    fn = getattr(model, "loss_function", None)
-    if fn is None:  # pragma: no cover - older transformers
-        from transformers.loss.loss_ctc import ForCTCLoss as fn
-    return fn(**kw)
 
 
 class TokenDropCTC(nn.Module):

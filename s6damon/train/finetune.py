@@ -23,6 +23,7 @@ from s6damon.train.data import AudioSet, Batch
 from s6damon.train.distill import distill_loss, segment_frames
 from s6damon.train.evaluate import model_inputs, score, transcribe
 from s6damon.train.feature_cache import FeatureBatch, FeatureCache, FeatureInputCTC, speed_grid
+from s6damon.train.interctc import check_layers, interctc_loss
 from s6damon.train.loop import Hook, LoopConfig, run_loop
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,13 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         if not teacher:
             raise ValueError("finetune: distill_weight > 0 needs a teacher model (or an init checkpoint)")
         teacher_net = load_teacher(teacher).to(env.device)
+    if p.interctc_weight > 0:
+        if wrap is not None or p.feature_cache or p.distill_weight > 0:
+            raise ValueError("finetune: interctc_weight > 0 trains the plain CTC model (no wrap, feature cache or distillation)")
+        try:
+            check_layers(p.interctc_layers, model.config.num_hidden_layers)
+        except ValueError as err:
+            raise ValueError(f"finetune.interctc_layers: {err}") from err
     fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
                         list(train["path"]), list(train["text"]), env.world_size, tag,
                         str(teacher) if teacher_net is not None else "", precision)
@@ -180,7 +188,14 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
         inputs = model_inputs(net, batch)
         with autocast(env.device, precision):
-            out = net(**inputs, labels=batch.labels)
+            out = net(**inputs, labels=batch.labels, output_hidden_states=p.interctc_weight > 0)
+            if p.interctc_weight > 0:
+                frames = feature_lengths(model.config, batch.attention_mask, batch.input_values)
+                inter = interctc_loss(model, out.hidden_states, batch.labels, frames, p.interctc_layers)
+        if p.interctc_weight > 0:
+            loss = (1 - p.interctc_weight) * out.loss + p.interctc_weight * inter
+            return loss, {"loss": float(loss.detach()), "ctc_loss": float(out.loss.detach()),
+                          "interctc_loss": float(inter.detach())}
         if teacher_net is None:
             return out.loss, {"loss": float(out.loss.detach())}
         with torch.no_grad(), autocast(env.device, precision):
