@@ -187,17 +187,16 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             return out.loss, {"loss": float(out.loss.detach())}
         set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
         inputs = model_inputs(net, batch)
-        with autocast(env.device, precision):
-            if p.interctc_weight > 0:  # only the plain CTC model (checked above) takes this argument
+        if p.interctc_weight > 0:  # only the plain CTC model (checked above) takes output_hidden_states
+            with autocast(env.device, precision):
                 out = net(**inputs, labels=batch.labels, output_hidden_states=True)
                 frames = feature_lengths(model.config, batch.attention_mask, batch.input_values)
                 inter = interctc_loss(model, out.hidden_states, batch.labels, frames, p.interctc_layers)
-            else:
-                out = net(**inputs, labels=batch.labels)
-        if p.interctc_weight > 0:
             loss = (1 - p.interctc_weight) * out.loss + p.interctc_weight * inter
             return loss, {"loss": float(loss.detach()), "ctc_loss": float(out.loss.detach()),
                           "interctc_loss": float(inter.detach())}
+        with autocast(env.device, precision):
+            out = net(**inputs, labels=batch.labels)
         if teacher_net is None:
             return out.loss, {"loss": float(out.loss.detach())}
         with torch.no_grad(), autocast(env.device, precision):
