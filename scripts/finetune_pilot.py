@@ -13,6 +13,9 @@ Usage::
     .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_180_6400 \\
         --train /tmp/corpus180/manifest.parquet --set steps=6400 --set warmup_steps=640 \\
         --against /tmp/pilot_default
+    # two variants side by side on a 2-core machine, one thread each
+    .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_a --threads 1 &
+    .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_b --threads 1 --set interctc_weight=0.3 &
 """
 
 from __future__ import annotations
@@ -66,8 +69,12 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="finetune.KEY override")
     ap.add_argument("--seed", type=int, default=None, help="default: params seed")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: params threads); 1 to run two pilots side by side")
     ap.add_argument("--against", type=Path, default=None, help="another pilot folder to compare with")
     args = ap.parse_args()
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads must be at least 1, got {args.threads}")
 
     params = load_params(args.params)
     recipe = override(params.finetune, args.set)
@@ -75,7 +82,8 @@ def main() -> None:
     train, evals = io.read_parquet(args.train), io.read_parquet(args.eval)
     train = train[train["split"] == "train"]
     res = finetune(args.init, params.model, recipe, train, evals[evals["split"] == "dev"],
-                   args.out / "model", args.out / "ckpt", seed, params.threads)
+                   args.out / "model", args.out / "ckpt", seed,
+                   params.threads if args.threads is None else args.threads)
     model, tokenizer = load_ctc_model(args.out / "model")
     summary: dict = {"init": str(args.init), "train_manifest": str(args.train), "overrides": args.set,
                      "seed": seed, "train": res["metrics"]}
