@@ -108,6 +108,32 @@ class PretrainParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    """Waveform augmentation of the training utterances after speed perturbation: a random
+    equaliser and coloured noise (``s6damon/train/augment.py``); both off by default."""
+
+    eq_prob: float = param(0.0, minimum=0.0, maximum=1.0,
+                           help="share of training utterances (per step) passed through a random equaliser")
+    eq_bands: int = param(3, minimum=1, maximum=10, help="peaking filters in series per equalised utterance")
+    eq_gain_db: float = param(10.0, minimum=0.0, maximum=24.0, help="each band's gain is uniform in +-this (dB)")
+    eq_freq_hz: list[float] = param([150.0, 6000.0], minimum=20.0, maximum=7900.0,
+                                    help="[low, high] of the bands' log-uniform centre frequencies")
+    eq_q: list[float] = param([0.5, 2.0], minimum=0.1, maximum=10.0, help="[low, high] of the bands' Q")
+    noise_prob: float = param(0.0, minimum=0.0, maximum=1.0,
+                              help="share of training utterances (per step) given additive noise")
+    noise_snr_db: list[float] = param([10.0, 40.0], minimum=-10.0, maximum=80.0,
+                                      help="[low, high] of the uniform signal-to-noise ratio (dB)")
+    noise_exponents: list[float] = param([0.0, 1.0, 2.0], minimum=0.0, maximum=3.0,
+                                         help="spectral slopes the noise is drawn from: power ~ 1/f^x "
+                                              "(0 white, 1 pink, 2 brown)")
+
+    def check(self) -> None:
+        for name in ("eq_freq_hz", "eq_q", "noise_snr_db", "noise_exponents"):
+            if not getattr(self, name):
+                raise ParamsError(f"params: 'augment.{name}' (of a finetune section) must not be empty")
+
+
+@dataclasses.dataclass(frozen=True)
 class FinetuneParams:
     """CTC finetuning on characters (and the from-scratch baseline)."""
 
@@ -146,6 +172,8 @@ class FinetuneParams:
              "(s6damon/train/interctc.py; the finetune stage only)")
     interctc_layers: list[int] = param([2], minimum=1, help="1-based transformer layers below the last "
                                                            "whose outputs get the intermediate CTC loss")
+    augment: AugmentParams = param(AugmentParams(), help="waveform augmentation of the training utterances "
+                                                         "(random equaliser, coloured noise); off by default")
     mask_time_prob: float = param(0.05, minimum=0.0, maximum=1.0, help="SpecAugment: share of tokens starting a time mask")
     mask_time_length: int = param(5, minimum=1, help="SpecAugment: time mask length in tokens")
     mask_feature_prob: float = param(0.0, minimum=0.0, maximum=1.0, help="SpecAugment: share of channels masked")

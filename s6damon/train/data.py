@@ -12,7 +12,7 @@ convention — identically in training and decoding.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,20 +184,26 @@ class AudioSet:
         return self._cache[i]
 
     def batch(self, index: Sequence[int], max_samples: int | None = None,
-              rng: np.random.Generator | None = None, speed: Sequence[float] | None = None) -> Batch:
+              rng: np.random.Generator | None = None, speed: Sequence[float] | None = None,
+              augment: Callable[[np.ndarray], np.ndarray] | None = None) -> Batch:
         """Collate rows.
 
         Args:
             index: row positions.
             max_samples: longer waveforms get a random (with ``rng``) or leading crop.
-            rng: randomness of crops and speed factors.
+            rng: randomness of crops, speed factors and augmentation.
             speed: ``[low, high]`` range of random speed-perturbation factors (needs ``rng``).
+            augment: applied to each waveform after speed perturbation, drawing from its own
+                generator so speed factors and crops stay those of an unaugmented batch
+                (:meth:`s6damon.train.augment.WaveAugmenter.bind`).
         """
         waves = []
         for i in index:
             w = self.wave(i)
             if speed is not None and rng is not None and speed[-1] - speed[0] > 1e-6:
                 w = perturb_speed(w, float(rng.uniform(speed[0], speed[-1])))
+            if augment is not None:
+                w = augment(w)
             if max_samples is not None and len(w) > max_samples:
                 start = int(rng.integers(0, len(w) - max_samples + 1)) if rng is not None else 0
                 w = w[start: start + max_samples]

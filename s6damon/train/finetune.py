@@ -19,6 +19,7 @@ from s6damon.model.vocab import build_tokenizer
 from s6damon.salad.backbone import feature_lengths, length_mask
 from s6damon.train import checkpoint as ck
 from s6damon.train import distributed as dd
+from s6damon.train.augment import WaveAugmenter
 from s6damon.train.data import AudioSet, Batch
 from s6damon.train.distill import distill_loss, segment_frames
 from s6damon.train.evaluate import model_inputs, score, transcribe
@@ -171,6 +172,11 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
                         list(train["path"]), list(train["text"]), env.world_size, tag,
                         str(teacher) if teacher_net is not None else "", precision)
+    augment = WaveAugmenter(p.augment)
+    augment = augment if augment.active else None  # off: no random draws, the batches of before
+    if augment is not None and p.feature_cache:
+        raise ValueError("finetune: augment (eq_prob, noise_prob) needs the conv encoder to see each step's "
+                         "audio; turn feature_cache off")
     cache = _feature_cache(model, data, p, env.device, wrap, teacher_net) if p.feature_cache else None
     net = wrap(model) if wrap is not None else (FeatureInputCTC(model) if cache is not None else model)
 
@@ -178,7 +184,9 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         rng = np.random.default_rng([seed, step, env.rank])
         if cache is not None:
             return cache.batch(rows, rng=rng)
-        return data.batch(rows, rng=rng, speed=p.speed_perturb)
+        # augmentation draws from a stream of its own: speeds match an unaugmented run's
+        aug = augment.bind(np.random.default_rng([seed, step, env.rank, 1])) if augment is not None else None
+        return data.batch(rows, rng=rng, speed=p.speed_perturb, augment=aug)
 
     def step_fn(net: torch.nn.Module, batch: Batch | FeatureBatch, step: int):
         if cache is not None:
