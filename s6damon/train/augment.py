@@ -5,8 +5,9 @@ chain as much as in the speaker: a random parametric equaliser reshapes the spec
 (peaks and dips of up to ``eq_gain_db`` at random frequencies), and additive noise with a
 random spectral slope (white, pink, brown) at a random SNR hides the fine spectral and
 excitation detail a raw-waveform front end can otherwise latch onto. Both are drawn per
-utterance and step from the batch's generator, so a resumed run sees the same audio as an
-uninterrupted one; with both probabilities 0 the augmenter draws nothing and training is
+utterance from a generator seeded by (seed, step, rank) apart from the batch's own, so a
+resumed run sees the same audio as an uninterrupted one and the speed factors are those of an
+unaugmented run; with both probabilities 0 the augmenter draws nothing and training is
 unchanged.
 """
 
@@ -20,8 +21,7 @@ import torch
 import torchaudio
 
 from s6damon.config.model import AugmentParams
-
-SAMPLE_RATE = 16000
+from s6damon.train.data import SAMPLE_RATE
 
 
 def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:

@@ -191,7 +191,7 @@ class AudioSet:
         Args:
             index: row positions.
             max_samples: longer waveforms get a random (with ``rng``) or leading crop.
-            rng: randomness of crops, speed factors and augmentation.
+            rng: randomness of crops and speed factors.
             speed: ``[low, high]`` range of random speed-perturbation factors (needs ``rng``).
             augment: applied to each waveform after speed perturbation, drawing from its own
                 generator so speed factors and crops stay those of an unaugmented batch

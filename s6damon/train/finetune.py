@@ -162,6 +162,11 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         if not teacher:
             raise ValueError("finetune: distill_weight > 0 needs a teacher model (or an init checkpoint)")
         teacher_net = load_teacher(teacher).to(env.device)
+    augment = WaveAugmenter(p.augment)
+    augment = augment if augment.active else None  # off: no random draws, the batches of before
+    if augment is not None and p.feature_cache:
+        raise ValueError("finetune: augment (eq_prob, noise_prob) needs the conv encoder to see each step's "
+                         "audio; turn feature_cache off")
     if p.interctc_weight > 0:
         if wrap is not None or p.feature_cache or p.distill_weight > 0:
             raise ValueError("finetune: interctc_weight > 0 trains the plain CTC model (no wrap, feature cache or distillation)")
@@ -172,11 +177,6 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
                         list(train["path"]), list(train["text"]), env.world_size, tag,
                         str(teacher) if teacher_net is not None else "", precision)
-    augment = WaveAugmenter(p.augment)
-    augment = augment if augment.active else None  # off: no random draws, the batches of before
-    if augment is not None and p.feature_cache:
-        raise ValueError("finetune: augment (eq_prob, noise_prob) needs the conv encoder to see each step's "
-                         "audio; turn feature_cache off")
     cache = _feature_cache(model, data, p, env.device, wrap, teacher_net) if p.feature_cache else None
     net = wrap(model) if wrap is not None else (FeatureInputCTC(model) if cache is not None else model)
 
