@@ -133,7 +133,7 @@ def _update(am, tm, accs, trans, kp: KaldiAlignParams, mixup: int, min_occ: floa
                         dtype=np.float32)
         # numpy's seeded generator, not Kaldi's split: the bindings' RandGauss cannot be seeded
         mix_up(am, occs, mixup, kp.perturb_factor, kp.mixup_power, kp.mixup_min_count,
-               seed=kp.seed * 1_000_003 + iteration)
+               seed=(kp.seed, iteration))
 
 
 def _equal_align(graphs, feats, seed: int) -> tuple[dict[str, list[int]], dict[str, str]]:

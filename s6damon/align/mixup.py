@@ -15,6 +15,7 @@ a pdf grows by halving its heaviest component and moving the two halves' means a
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -71,8 +72,9 @@ def split_gmm(gmm, target: int, perturb_factor: float, rng: np.random.Generator)
 
 
 def mix_up(am, occs: np.ndarray, target: int, perturb_factor: float, power: float, min_count: float,
-           seed: int) -> None:
-    """Mix the ``AmDiagGmm`` up to ``target`` Gaussians in all, in place, reproducibly for ``seed``."""
+           seed: int | Sequence[int]) -> None:
+    """Mix the ``AmDiagGmm`` up to ``target`` Gaussians in all, in place, reproducibly for ``seed``
+    (an int or numpy seed sequence entropy, e.g. ``(params seed, iteration)``)."""
     rng = np.random.default_rng(seed)
     for pdf, want in enumerate(split_targets(occs, target, power, min_count)):
         split_gmm(am.get_pdf(pdf), want, perturb_factor, rng)

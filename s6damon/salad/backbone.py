@@ -28,21 +28,6 @@ def feature_lengths(config, attention_mask: torch.Tensor | None, input_values: t
     return num_frames(n, k, s).long()
 
 
-def ctc_loss(model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The model's own CTC loss (same reduction/zero_infinity as its forward) on ``lengths`` frames.
-
-    For logits the model's forward did not compute itself: a shortened sequence (SALAD) or a
-    middle layer's output (intermediate CTC).
-    """
-    cfg = model.config
-    kw = dict(logits=logits, labels=labels, logit_lengths=lengths, blank_token_id=cfg.pad_token_id,
-              reduction=cfg.ctc_loss_reduction, zero_infinity=cfg.ctc_zero_infinity)
-    fn = getattr(model, "loss_function", None)
-    if fn is None:  # pragma: no cover - older transformers
-        from transformers.loss.loss_ctc import ForCTCLoss as fn
-    return fn(**kw)
-
-
 def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     """``(B, T)`` bool, True on the first ``lengths[b]`` positions."""
     return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]

@@ -33,7 +33,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from s6damon.salad.backbone import base_model, ctc_loss, feature_lengths, length_mask
+from s6damon.model.ctc import ctc_loss
+from s6damon.salad.backbone import base_model, feature_lengths, length_mask
 from s6damon.salad.detector import keep_from_probs
 from s6damon.salad.guard import ctc_required_lengths, enforce_min_keep
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from s6damon.pruning.model_parts import base_model
-from s6damon.salad.backbone import ctc_loss
+from s6damon.model.ctc import ctc_loss
 
 
 def check_layers(layers: Sequence[int], num_layers: int) -> None:
