@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
+from s6damon.config.model import AugmentParams
 from s6damon.model.factory import load_ctc_model
 from s6damon.model.vocab import build_tokenizer
 from s6damon.train.data import AudioSet, collate, perturb_speed
@@ -85,8 +86,9 @@ def test_features_forward_equals_the_models_forward(tmp_path):
 
 def test_cached_finetune_trains_all_but_the_conv_encoder(tmp_path):
     m, _, p = tiny_params()
+    # the cache holds conv features of unaugmented audio, so waveform augmentation is off
     p = dataclasses.replace(p, steps=4, eval_every=4, feature_cache=True, freeze_feature_encoder_steps=4,
-                            feature_cache_speeds=3)
+                            feature_cache_speeds=3, augment=AugmentParams())
     df = make_manifest(tmp_path / "wav", 8)
     scratch = finetune(None, m, dataclasses.replace(p, steps=0), df, None, tmp_path / "init", tmp_path / "ck0",
                        seed=1, threads=1)
