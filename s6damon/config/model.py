@@ -110,7 +110,9 @@ class PretrainParams:
 @dataclasses.dataclass(frozen=True)
 class AugmentParams:
     """Waveform augmentation of the training utterances after speed perturbation: a random
-    equaliser and coloured noise (``s6damon/train/augment.py``); both off by default."""
+    equaliser and coloured noise (``s6damon/train/augment.py``). Both are off in this dataclass
+    (a finetune built without params trains unaugmented); ``params.yaml`` turns the equaliser
+    on for half the utterances (docs/experiments/recipe.md, "a random equaliser")."""
 
     eq_prob: float = param(0.0, minimum=0.0, maximum=1.0,
                            help="share of training utterances (per step) passed through a random equaliser")
