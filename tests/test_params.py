@@ -45,6 +45,8 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"safari": {"finetune": {"feature_cache": True}}}, "safari.finetune.feature_cache"),
         ({"finetune": {"feature_cache_speeds": 0}}, "finetune.feature_cache_speeds"),
         ({"safari": {"finetune": {"distill_weight": -1.0}}}, "safari.finetune.distill_weight"),
+        ({"safari": {"ramp_steps": 30}}, "safari.ramp_steps"),  # not a multiple of adjust_every
+        ({"safari": {"ramp_steps": 200}}, "safari.ramp_steps"),  # no steps left at the full level
         ({"pretrain": {"splits": ["train", "test"]}}, "pretrain.splits"),  # never an evaluation split
         ({"prepare": {"synth": {"unlabeled_minutes": 5.0}}}, "prepare.synth.unlabeled_minutes"),
         ({"concurrent_runs": 0}, "concurrent_runs"),

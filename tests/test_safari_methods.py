@@ -125,6 +125,43 @@ def test_safari_swaps_only_the_adjust_kinds(ctx, tmp_path):
     assert any(m[k] != masks[0][k] for m in masks for k in ("heads", "neurons")), "prune-and-grow moved nothing"
 
 
+def test_ramp_level_is_cubic_from_zero_to_the_level():
+    from s6damon.safari.hooks import ramp_level
+
+    assert ramp_level(0, 100, 0.5) == 0.0
+    assert ramp_level(50, 100, 0.5) == pytest.approx(0.5 * (1 - 0.5 ** 3))
+    assert ramp_level(100, 100, 0.5) == ramp_level(150, 100, 0.5) == 0.5
+    assert ramp_level(0, 0, 0.5) == 0.5  # no ramp: the whole level from the start
+    assert all(ramp_level(s, 100, 0.5) < ramp_level(s + 25, 100, 0.5) for s in range(0, 100, 25))
+
+
+def test_safari_ramp_prunes_gradually_then_swaps(ctx, tmp_path):
+    """``safari.ramp_steps``: training starts dense, each adjustment inside the ramp prunes
+    further (nested masks) to the cubic schedule's share, and prune-and-grow at the full level
+    takes over after it."""
+    from s6damon.safari.hooks import ramp_level
+
+    p = dataclasses.replace(ctx.p, steps=8)
+    sub = dataclasses.replace(ctx, sp=dataclasses.replace(ctx.sp, ramp_steps=4, finetune=p))
+    res = M.safari(sub, None, LEVEL, tmp_path / "run")
+    steps = sorted((tmp_path / "run" / "masks").glob("step_*.json"))
+    assert [int(f.stem.split("_")[1]) for f in steps] == [0, 2, 4, 6]
+    masks = [load_mask(f) for f in steps]
+    model, _, _ = load_result(res.model_dir, res.mask_path, False)
+    shares = [removed_share(model, m, 10.0) for m in masks]
+    assert shares[0] == 0.0
+    for step, share in zip((2, 4, 6), shares[1:], strict=True):
+        want = ramp_level(step, 4, LEVEL)
+        assert want <= share < want + 0.05, (step, share)
+    for before, after in zip(masks[:2], masks[1:3], strict=True):  # ramp: pruned units stay pruned
+        for k in KINDS:
+            assert all(bool((a <= b).all()) for b, a in zip(before.units(k), after.units(k), strict=True))
+    assert [h["pruned"] > 0 for h in res.history if "pruned" in h] == [True, True]
+    assert [h["swapped"] > 0 for h in res.history if "swapped" in h] == [True]
+    assert load_mask(res.mask_path).to_dict() == masks[-1].to_dict()
+    _assert_pruned_units_inert(res)
+
+
 def test_restore_flops_target_after_conv_swaps(ctx):
     from s6damon.pruning import all_importances, prune_and_grow
     from s6damon.safari.hooks import restore_flops_target

@@ -26,7 +26,7 @@ _MASK_FIELDS = ("kinds", "scope", "allow_layer_removal", "eval_seconds")
 RUN_FIELDS: dict[str, tuple[str, ...]] = {
     "dense": (),
     "safari": (*_MASK_FIELDS, "criterion", "fisher_utterances", "adjust_every", "swap_fraction", "adjust_kinds",
-               "regrow_init"),
+               "regrow_init", "ramp_steps"),
     "omp": _MASK_FIELDS,
     "parp": ("parp_reprune_every", "eval_seconds"),
     "parp_structured": (*_MASK_FIELDS, "parp_reprune_every"),
@@ -66,6 +66,11 @@ class SafariParams:
              "Conv channels are left out by default: every conv swap changes the features all later layers read, "
              "and at 70 % FLOPs removed swapping them collapsed the model")
     regrow_init: Literal["zero", "keep"] = param("keep", help="SAFARI: regrown units' outgoing weights zeroed (RigL) or kept as they were")
+    ramp_steps: int = param(
+        0, minimum=0,
+        help="SAFARI: gradual pruning — the FLOPs share removed rises on a cubic schedule from 0 to the level over "
+             "the first ramp_steps steps (one pruning at each adjustment, in the order of safari.criterion), "
+             "prune-and-grow after it; a multiple of adjust_every. 0: the whole level from the first step")
     parp_reprune_every: int = param(25, minimum=1, help="PARP: steps between re-prunes (and once at the end)")
     methods: list[Method] = param(list(METHODS), help="methods to run at every level (the dense reference always runs)")
     eval_seconds: float = param(10.0, minimum=0.1, help="utterance length FLOPs are counted for")
@@ -100,5 +105,12 @@ class SafariParams:
         if not set(self.adjust_kinds) <= set(self.kinds):
             raise ParamsError(f"params: 'safari.adjust_kinds' {self.adjust_kinds} must be a subset of "
                               f"'safari.kinds' {self.kinds}")
+        if self.ramp_steps % self.adjust_every:
+            raise ParamsError(f"params: 'safari.ramp_steps' ({self.ramp_steps}) must be a multiple of "
+                              f"'safari.adjust_every' ({self.adjust_every}): the level rises at adjustments")
+        if self.ramp_steps and self.ramp_steps + self.adjust_every > self.finetune.steps:
+            raise ParamsError(f"params: 'safari.ramp_steps' ({self.ramp_steps}) must leave at least "
+                              f"'safari.adjust_every' ({self.adjust_every}) of the {self.finetune.steps} "
+                              "'safari.finetune.steps' to train at the full level")
         if len(set(self.methods)) != len(self.methods):
             raise ParamsError(f"params: 'safari.methods' has repeated entries {self.methods}")

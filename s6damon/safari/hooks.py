@@ -13,7 +13,7 @@ weights, with ``'zero'`` its outgoing slice is cleared.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 
 from s6damon.model.factory import unwrap
 from s6damon.pruning import (
+    UNIT_KINDS,
     StructuredMask,
     all_importances,
     apply_masks,
@@ -40,6 +41,15 @@ def latest_checkpoint_step(ckpt_dir: str | Path) -> int:
     """Step of the newest checkpoint in ``ckpt_dir`` (0 if none): where a resumed run restarts."""
     found = ck.list_checkpoints(ckpt_dir)
     return int(found[-1].stem.split("_")[1]) if found else 0
+
+
+def ramp_level(step: int, ramp_steps: int, level: float) -> float:
+    """FLOPs share removed at ``step`` under gradual pruning: ``level * (1 - (1 - step/ramp)^3)``
+    up to ``ramp_steps``, then ``level`` (the cubic schedule of Zhu & Gupta 2017: most of the
+    pruning early, while the learning rate is high, then finer steps as the level nears)."""
+    if ramp_steps <= 0 or step >= ramp_steps:
+        return level
+    return level * (1.0 - (1.0 - step / ramp_steps) ** 3)
 
 
 def restore_flops_target(model: torch.nn.Module, old: StructuredMask, new: StructuredMask, level: float,
@@ -86,22 +96,34 @@ class SafariAdjuster:
     ``mask_dir/step_XXXXXXXX.json``; :meth:`wrap` of a resumed run restarts from the mask in
     force at the resumed checkpoint. ``kinds`` are the kinds it swaps (``safari.adjust_kinds``);
     units of other kinds keep the mask they started with.
+
+    Gradual pruning (``ramp_steps`` > 0, ``safari.ramp_steps``): ``mask`` is where training
+    starts (all units kept), and the adjustments up to ``ramp_steps`` instead prune further,
+    with ``prune_to(model, mask, share)``, to :func:`ramp_level`'s share; the swaps start after.
     """
 
     def __init__(self, mask: StructuredMask, level: float, *, adjust_every: int, swap_fraction: float, kinds: Sequence[str],
                  allow_layer_removal: bool, total_steps: int, regrow_init: str, mask_dir: str | Path,
-                 ckpt_dir: str | Path, seconds: float = 10.0) -> None:
+                 ckpt_dir: str | Path, seconds: float = 10.0, ramp_steps: int = 0,
+                 prune_to: Callable[[torch.nn.Module, StructuredMask, float], StructuredMask] | None = None) -> None:
+        if ramp_steps and prune_to is None:
+            raise ValueError("SafariAdjuster: ramp_steps > 0 needs prune_to")
         self.mask, self.level = mask, level
         self.adjust_every, self.swap_fraction = adjust_every, swap_fraction
         self.kinds, self.allow_layer_removal = tuple(kinds), allow_layer_removal
         self.total_steps, self.regrow_init = total_steps, regrow_init
         self.mask_dir, self.ckpt_dir, self.seconds = Path(mask_dir), Path(ckpt_dir), seconds
+        self.ramp_steps, self.prune_to = ramp_steps, prune_to
         self.dense_grad = False
         self.swaps: list[dict[str, Any]] = []
 
     def is_adjust_step(self, step: int) -> bool:
         """Whether the hook after ``step`` adjusts the mask."""
         return step > 0 and step % self.adjust_every == 0 and step + self.adjust_every <= self.total_steps
+
+    def is_swap_step(self, step: int) -> bool:
+        """Whether the hook after ``step`` runs prune-and-grow (an adjustment after the ramp)."""
+        return self.is_adjust_step(step) and step > self.ramp_steps
 
     def _save(self, step: int) -> None:
         save_mask(self.mask, self.mask_dir / f"step_{step:08d}.json")
@@ -114,14 +136,21 @@ class SafariAdjuster:
             self.mask = load_mask(saved[-1])
         else:
             self._save(0)
-        self.dense_grad = self.is_adjust_step(start + 1)
+        self.dense_grad = self.is_swap_step(start + 1)
         return apply_masks(model, self.mask, dense_grad=self.dense_grad)
 
     def __call__(self, net: torch.nn.Module, step: int, state: dict[str, Any]) -> dict[str, Any] | None:
         model = unwrap(net)
         out = None
         changed = False
-        if self.is_adjust_step(step):
+        if self.is_adjust_step(step) and not self.is_swap_step(step):
+            new = self.prune_to(model, self.mask, ramp_level(step, self.ramp_steps, self.level))
+            pruned = sum(int((o & ~n).sum()) for k in UNIT_KINDS
+                         for o, n in zip(self.mask.units(k), new.units(k), strict=True))
+            self.mask, changed = new, True
+            self._save(step)
+            out = {"pruned": pruned, "flops_removed": removed_share(model, new, self.seconds)}
+        elif self.is_swap_step(step):
             w = comparable(all_importances(model, "l1", self.kinds, normalise=True))
             g = comparable(all_importances(model, "grad_l1", self.kinds, normalise=True))
             new = prune_and_grow(self.mask, w, g, self.swap_fraction, kinds=self.kinds,
@@ -134,7 +163,7 @@ class SafariAdjuster:
             self.mask, changed = new, True
             self._save(step)
             out = {"swapped": swapped, "flops_removed": removed_share(model, new, self.seconds)}
-        dense = self.is_adjust_step(step + 1)
+        dense = self.is_swap_step(step + 1)
         if changed or dense != self.dense_grad:
             self.dense_grad = dense
             apply_masks(model, self.mask, dense_grad=dense)

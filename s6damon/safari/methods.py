@@ -116,17 +116,29 @@ def dense(ctx: RunContext, init: Path | None, run_dir: Path, stop_at: int | None
 
 def safari(ctx: RunContext, init: Path | None, level: float, run_dir: Path,
            stop_at: int | None = None) -> MethodResult:
-    """Sparsify (``safari.criterion``) → masked finetune → prune-and-grow every ``adjust_every`` steps."""
+    """Sparsify (``safari.criterion``) → masked finetune → prune-and-grow every ``adjust_every`` steps;
+    with ``safari.ramp_steps`` the sparsify step is spread over the first adjustments."""
     sp = ctx.sp
     model, tok = _start_model(ctx, init)
     fisher = (fisher_scores(model, tok, ctx.train, sp.fisher_utterances, ctx.seed, sp.kinds)
               if sp.criterion == "fisher" else None)
     mask = _mask_of(ctx, model, level, sp.criterion, fisher)
-    adjuster = SafariAdjuster(mask, level, adjust_every=sp.adjust_every, swap_fraction=sp.swap_fraction,
-                              kinds=sp.adjust_kinds,
+
+    def prune_to(net: torch.nn.Module, base: StructuredMask, share: float) -> StructuredMask:
+        # gradual pruning: the criterion's ranking (Fisher scores of the start model, or the
+        # current weights' L1) applied on top of the mask in force
+        return initial_mask(net, share, criterion=sp.criterion, kinds=sp.kinds, scope=sp.scope,
+                            allow_layer_removal=sp.allow_layer_removal, seconds=sp.eval_seconds, seed=ctx.seed,
+                            fisher=fisher, base_mask=base)
+
+    adjuster = SafariAdjuster(StructuredMask.full(model) if sp.ramp_steps else mask, level,
+                              adjust_every=sp.adjust_every, swap_fraction=sp.swap_fraction, kinds=sp.adjust_kinds,
                               allow_layer_removal=sp.allow_layer_removal, total_steps=ctx.p.steps,
                               regrow_init=sp.regrow_init, mask_dir=run_dir / "masks",
-                              ckpt_dir=run_dir / "checkpoints", seconds=sp.eval_seconds)
+                              ckpt_dir=run_dir / "checkpoints", seconds=sp.eval_seconds,
+                              ramp_steps=sp.ramp_steps, prune_to=prune_to)
+    # the criterion's mask at the level: where one-shot SAFARI starts, and (about) where the
+    # ramp arrives — the "initial" distribution of the report
     save_mask(mask, run_dir / "initial_mask.json")
     res = _run(ctx, init, run_dir, f"safari-{level}", wrap=adjuster.wrap, hooks=[adjuster], stop_at=stop_at)
     path = save_mask(adjuster.mask, run_dir / "mask.json")

@@ -82,7 +82,8 @@ def balanced_importance(model: nn.Module, scores: dict[str, list[torch.Tensor]],
 
 def initial_mask(model: nn.Module, level: float, *, criterion: str, kinds: Sequence[str], scope: str,
                  allow_layer_removal: bool, seconds: float, seed: int = 0,
-                 fisher: dict[str, list[torch.Tensor]] | None = None) -> StructuredMask:
+                 fisher: dict[str, list[torch.Tensor]] | None = None,
+                 base_mask: StructuredMask | None = None) -> StructuredMask:
     """A structured mask removing ``level`` of ``model``'s encoder FLOPs.
 
     Args:
@@ -98,6 +99,8 @@ def initial_mask(model: nn.Module, level: float, *, criterion: str, kinds: Seque
             (``'leading'`` always uses ``scope='per_layer'``).
         seconds: input length FLOPs are counted for.
         seed: of ``'random'``.
+        base_mask: units already pruned, which stay pruned (SAFARI's gradual pruning prunes
+            further from the mask in force); default none.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"unknown mask criterion {criterion!r}; expected one of {CRITERIA}")
@@ -115,9 +118,9 @@ def initial_mask(model: nn.Module, level: float, *, criterion: str, kinds: Seque
     else:
         # per-weight means, so conv channels of layers of different widths compare
         scores = comparable(all_importances(model, criterion, kinds, normalise=True, seed=seed))
-        imp = balanced_importance(model, scores, StructuredMask.full(model), seconds)
+        imp = balanced_importance(model, scores, base_mask or StructuredMask.full(model), seconds)
     return mask_for_flops_target(model, imp, level, scope=scope, kinds=kinds, seconds=seconds,
-                                 allow_layer_removal=allow_layer_removal)
+                                 allow_layer_removal=allow_layer_removal, base_mask=base_mask)
 
 
 @torch.no_grad()
