@@ -52,6 +52,11 @@ def ramp_level(step: int, ramp_steps: int, level: float) -> float:
     return level * (1.0 - (1.0 - step / ramp_steps) ** 3)
 
 
+def _pruned_count(old: StructuredMask, new: StructuredMask, kinds: Sequence[str]) -> int:
+    """Units of ``kinds`` kept in ``old`` and pruned in ``new``."""
+    return sum(int((o & ~n).sum()) for k in kinds for o, n in zip(old.units(k), new.units(k), strict=True))
+
+
 def restore_flops_target(model: torch.nn.Module, old: StructuredMask, new: StructuredMask, level: float,
                          grad_l1: dict[str, list[torch.Tensor]], kinds: Sequence[str], *, seconds: float,
                          allow_layer_removal: bool, max_tries: int = 200) -> StructuredMask:
@@ -142,15 +147,7 @@ class SafariAdjuster:
     def __call__(self, net: torch.nn.Module, step: int, state: dict[str, Any]) -> dict[str, Any] | None:
         model = unwrap(net)
         out = None
-        changed = False
-        if self.is_adjust_step(step) and not self.is_swap_step(step):
-            new = self.prune_to(model, self.mask, ramp_level(step, self.ramp_steps, self.level))
-            pruned = sum(int((o & ~n).sum()) for k in UNIT_KINDS
-                         for o, n in zip(self.mask.units(k), new.units(k), strict=True))
-            self.mask, changed = new, True
-            self._save(step)
-            out = {"pruned": pruned, "flops_removed": removed_share(model, new, self.seconds)}
-        elif self.is_swap_step(step):
+        if self.is_swap_step(step):
             w = comparable(all_importances(model, "l1", self.kinds, normalise=True))
             g = comparable(all_importances(model, "grad_l1", self.kinds, normalise=True))
             new = prune_and_grow(self.mask, w, g, self.swap_fraction, kinds=self.kinds,
@@ -158,11 +155,15 @@ class SafariAdjuster:
             new = restore_flops_target(model, self.mask, new, self.level, g, self.kinds, seconds=self.seconds,
                                        allow_layer_removal=self.allow_layer_removal)
             reinit_regrown(model, self.mask, new, mode=self.regrow_init)
-            swapped = sum(int((o & ~n).sum()) for k in self.kinds
-                          for o, n in zip(self.mask.units(k), new.units(k), strict=True))
-            self.mask, changed = new, True
+            out = {"swapped": _pruned_count(self.mask, new, self.kinds)}
+        elif self.is_adjust_step(step):  # inside the ramp: prune further, nothing regrows
+            new = self.prune_to(model, self.mask, ramp_level(step, self.ramp_steps, self.level))
+            out = {"pruned": _pruned_count(self.mask, new, UNIT_KINDS)}
+        changed = out is not None
+        if changed:
+            self.mask = new
             self._save(step)
-            out = {"swapped": swapped, "flops_removed": removed_share(model, new, self.seconds)}
+            out["flops_removed"] = removed_share(model, new, self.seconds)
         dense = self.is_swap_step(step + 1)
         if changed or dense != self.dense_grad:
             self.dense_grad = dense
