@@ -18,7 +18,8 @@ instead of :mod:`s6damon.model.contiguous_conv`, attention dropout 0.1 (which mo
 attention off PyTorch's fused CPU kernel), both (the model as built before either change), and
 the conv feature encoder frozen (no backward through it, as ``finetune.freeze_feature_encoder_steps``
 does), and frozen with its output computed beforehand (``finetune.feature_cache``: the step starts
-at the feature projection). The variants run round-robin in one process so that
+at the feature projection), and the eager attention kernel instead of PyTorch's fused one
+(``finetune.attention``). The variants run round-robin in one process so that
 drifts of a shared machine hit all alike; each has its own model (same initial weights) and
 optimiser state. ``speedup`` is relative to the first variant listed.
 """
@@ -35,6 +36,7 @@ import torch
 from bench.machine import cpu_info
 from bench.models import base_model, tiny_model
 from s6damon import io
+from s6damon.model.attention import attention_kernel
 from s6damon.model.contiguous_conv import use_contiguous_conv_layers
 from s6damon.timing import percentile_90, round_robin
 from s6damon.train.feature_cache import FeatureBatch, FeatureInputCTC
@@ -49,6 +51,7 @@ class Variant(NamedTuple):
     attention_dropout: float | None = None  # None: the model's own
     frozen_encoder: bool = False  # conv feature encoder without gradients (finetune.freeze_feature_encoder_steps)
     feature_cache: bool = False  # frozen encoder run once beforehand; steps start from its output (finetune.feature_cache)
+    attention: str = "sdpa"  # attention kernel of the training forward pass (finetune.attention)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -61,6 +64,8 @@ VARIANTS: dict[str, Variant] = {
     "float32-feature-cache": Variant("float32", frozen_encoder=True, feature_cache=True),
     "bfloat16-frozen-encoder": Variant("bfloat16", frozen_encoder=True),
     "bfloat16-feature-cache": Variant("bfloat16", frozen_encoder=True, feature_cache=True),
+    "float32-eager-attention": Variant("float32", attention="eager"),
+    "bfloat16-eager-attention": Variant("bfloat16", attention="eager"),
 }
 
 
@@ -78,7 +83,7 @@ def _step_fn(model: torch.nn.Module, spec: Variant, wave: torch.Tensor, labels: 
         forward = lambda: net(batch)  # noqa: E731
 
     def step() -> float:
-        with autocast(device, spec.precision):
+        with autocast(device, spec.precision), attention_kernel(model, spec.attention):
             out = forward()
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -116,7 +121,7 @@ def measure(scale: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     first = args.variants[0]
     return [{"scale": scale, "variant": v, "precision": VARIANTS[v].precision,
              "contiguous_conv": VARIANTS[v].contiguous_conv, "frozen_encoder": VARIANTS[v].frozen_encoder,
-             "feature_cache": VARIANTS[v].feature_cache,
+             "feature_cache": VARIANTS[v].feature_cache, "attention": VARIANTS[v].attention,
              "attention_dropout": float(models[v].config.attention_dropout), "batch_seconds": seconds,
              "median_ms": round(median[v], 1), "p90_ms": round(percentile_90(times[v]), 1),
              "speedup": round(median[first] / median[v], 3),

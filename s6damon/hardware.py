@@ -48,3 +48,24 @@ def training_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     return "bfloat16" if device.type == "cpu" and cpu_native_bf16() else "float32"
+
+
+def training_attention(choice: str, precision: str, device: torch.device) -> str:
+    """Resolve an ``attention`` param to the Hugging Face attention implementation a training
+    forward pass uses: ``"sdpa"`` (PyTorch's fused scaled-dot-product attention) or ``"eager"``
+    (matmul, softmax, matmul).
+
+    ``auto``: eager under bfloat16 autocast on a CPU, sdpa elsewhere. On CPU the fused kernel's
+    bfloat16 backward is slow: forward + backward of one layer's attention (4 heads of 64,
+    one thread) took 18.3 ms fused against 6.8 ms eager for 6 x 164 tokens, 112 against 83 ms for
+    one 1500-token utterance; in float32 the fused kernel is the faster one (10.2 against 12.9 ms;
+    ``python -m bench.train_step --variants bfloat16 bfloat16-eager-attention``).
+
+    Args:
+        choice: ``auto``, ``sdpa`` or ``eager``.
+        precision: the resolved training precision (:func:`training_precision`).
+        device: the training device.
+    """
+    if choice != "auto":
+        return choice
+    return "eager" if device.type == "cpu" and precision == "bfloat16" else "sdpa"

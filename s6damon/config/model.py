@@ -163,6 +163,11 @@ class FinetuneParams:
         "float32", help="training forward pass: float32, or bfloat16 autocast (weights, optimiser and the "
                         "CTC loss stay float32); auto = bfloat16 where the hardware has native bfloat16 "
                         "(AVX512-BF16/AMX CPUs, recent GPUs), else float32; evaluation is always float32")
+    attention: Literal["auto", "sdpa", "eager"] = param(
+        "sdpa", help="attention kernel of the training forward pass: sdpa = PyTorch's fused "
+                     "scaled-dot-product attention, eager = matmul + softmax + matmul (the same math, "
+                     "other rounding); auto = eager under bfloat16 autocast on a CPU, where the fused "
+                     "kernel's backward is slow, else sdpa (s6damon/hardware.py); evaluation always uses sdpa")
     distill_weight: float = param(
         0.0, minimum=0.0, help="weight of frame-level distillation from a frozen teacher (the finetuned dense "
                                "model) added to the CTC loss; 0 = off (see s6damon/train/distill.py)")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from s6damon.model.attention import attention_kernel
 from s6damon.pruning.masks import StructuredMask
 from s6damon.pruning.model_parts import UNIT_KINDS, conv_layers, head_dim
 
@@ -335,14 +336,8 @@ def measured_flops(model: nn.Module, seconds: float = 1.0, *, sample_rate: int =
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = model.config
-    saved = cfg._attn_implementation
-    cfg._attn_implementation = "eager"
     param = next(model.parameters())
     audio = torch.randn(1, round(seconds * sample_rate), device=param.device, dtype=param.dtype)
-    try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(audio)
-    finally:
-        cfg._attn_implementation = saved
+    with attention_kernel(model, "eager"), FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(audio)
     return counter.get_total_flops()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -13,7 +14,8 @@ import pandas as pd
 import torch
 
 from s6damon.config.model import FinetuneParams, ModelParams
-from s6damon.hardware import training_precision
+from s6damon.hardware import training_attention, training_precision
+from s6damon.model.attention import attention_kernel
 from s6damon.model.factory import build_ctc_model, count_parameters, load_ctc_model, save_model, unwrap
 from s6damon.model.vocab import build_tokenizer
 from s6damon.salad.backbone import feature_lengths, length_mask
@@ -155,7 +157,9 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     train = train[train["duration"] <= p.max_seconds].reset_index(drop=True)
     data = AudioSet(train, tokenizer=tok)
     precision = training_precision(p.precision, env.device)
-    log.info("finetune%s: %s training forward pass (precision: %s)", f"({tag})" if tag else "", precision, p.precision)
+    kernel = training_attention(p.attention, precision, env.device)
+    log.info("finetune%s: %s training forward pass (precision: %s), %s attention", f"({tag})" if tag else "",
+             precision, p.precision, kernel)
     teacher_net = None
     if p.distill_weight > 0:
         teacher = teacher or init
@@ -188,22 +192,29 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         aug = augment.bind(np.random.default_rng([seed, step, env.rank, 1])) if augment is not None else None
         return data.batch(rows, rng=rng, speed=p.speed_perturb, augment=aug)
 
+    def training_forward() -> contextlib.ExitStack:
+        # dev evaluation (transcribe) runs outside this block: float32 and sdpa attention
+        stack = contextlib.ExitStack()
+        stack.enter_context(autocast(env.device, precision))
+        stack.enter_context(attention_kernel(model, kernel))
+        return stack
+
     def step_fn(net: torch.nn.Module, batch: Batch | FeatureBatch, step: int):
         if cache is not None:
-            with autocast(env.device, precision):
+            with training_forward():
                 out = net(batch)
             return out.loss, {"loss": float(out.loss.detach())}
         set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
         inputs = model_inputs(net, batch)
         if p.interctc_weight > 0:  # only the plain CTC model (checked above) takes output_hidden_states
-            with autocast(env.device, precision):
+            with training_forward():
                 out = net(**inputs, labels=batch.labels, output_hidden_states=True)
                 frames = feature_lengths(model.config, batch.attention_mask, batch.input_values)
                 inter = interctc_loss(model, out.hidden_states, batch.labels, frames, p.interctc_layers)
             loss = (1 - p.interctc_weight) * out.loss + p.interctc_weight * inter
             return loss, {"loss": float(loss.detach()), "ctc_loss": float(out.loss.detach()),
                           "interctc_loss": float(inter.detach())}
-        with autocast(env.device, precision):
+        with training_forward():
             out = net(**inputs, labels=batch.labels)
         if teacher_net is None:
             return out.loss, {"loss": float(out.loss.detach())}
@@ -245,6 +256,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         "audio_seconds_per_second": round(res.throughput, 2), "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2),
         "final_train_loss": losses[-1] if losses else None, "parameters": count_parameters(model),
         "init": str(init or "scratch"), "world_size": env.world_size, "precision": precision,
+        "attention": kernel,
         "feature_cache": cache is not None,
     }
     if cache is not None:
