@@ -40,7 +40,8 @@ from s6damon.model.attention import attention_kernel
 from s6damon.model.contiguous_conv import use_contiguous_conv_layers
 from s6damon.timing import percentile_90, round_robin
 from s6damon.train.feature_cache import FeatureBatch, FeatureInputCTC
-from s6damon.train.finetune import autocast, set_encoder_frozen
+from s6damon.train.finetune import set_encoder_frozen
+from s6damon.train.precision import autocast
 
 SAMPLE_RATE = 16000
 class Variant(NamedTuple):

@@ -42,3 +42,19 @@ def test_resumed_pretrain_equals_uninterrupted(tmp_path):
     b = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "res").state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_bfloat16_pretraining_is_the_float32_objective_to_bf16_precision(tmp_path):
+    m, pp, _ = tiny_params()
+    pp = dataclasses.replace(pp, steps=2, log_every=1)
+    df = make_manifest(tmp_path / "wav", 6)
+    runs = {prec: pretrain(m, dataclasses.replace(pp, precision=prec, attention="auto"), df, tmp_path / prec,
+                           tmp_path / f"ck_{prec}", seed=4, threads=1)
+            for prec in ("float32", "bfloat16")}
+    assert runs["float32"]["metrics"]["attention"] == "sdpa"
+    assert runs["bfloat16"]["metrics"]["attention"] == "eager"  # auto under bfloat16 on the CPU
+    l32, l16 = (runs[k]["history"][0]["loss"] for k in ("float32", "bfloat16"))
+    assert l16 != l32  # autocast really ran the forward pass in bfloat16 ...
+    assert abs(l16 - l32) < 0.05 * abs(l32)  # ... on the same objective
+    saved = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "bfloat16")
+    assert all(p.dtype == torch.float32 for p in saved.parameters())  # weights stay float32

@@ -96,6 +96,12 @@ class PretrainParams:
                                             help="Gumbel softmax temperature [start, end], decayed over the run")
     feature_grad_mult: float = param(0.1, minimum=0.0, maximum=1.0,
                                      help="scale of the gradient into the conv feature encoder (wav2vec 2.0: 0.1)")
+    precision: Literal["auto", "float32", "bfloat16"] = param(
+        "float32", help="training forward pass: float32, or bfloat16 autocast (weights and optimiser stay "
+                        "float32); auto = bfloat16 where the hardware has native bfloat16, else float32")
+    attention: Literal["auto", "sdpa", "eager"] = param(
+        "sdpa", help="attention kernel of the training forward pass (as finetune.attention): auto = eager "
+                     "under bfloat16 autocast on a CPU, else sdpa")
     log_every: int = param(20, minimum=1, help="steps between history entries")
     checkpoint_every: int = param(200, minimum=1, help="steps between resumable checkpoints")
     progress: bool = param(True, help="show tqdm progress bars")

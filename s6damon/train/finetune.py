@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -15,7 +14,6 @@ import torch
 
 from s6damon.config.model import FinetuneParams, ModelParams
 from s6damon.hardware import training_attention, training_precision
-from s6damon.model.attention import attention_kernel
 from s6damon.model.factory import build_ctc_model, count_parameters, load_ctc_model, save_model, unwrap
 from s6damon.model.vocab import build_tokenizer
 from s6damon.salad.backbone import feature_lengths, length_mask
@@ -28,6 +26,7 @@ from s6damon.train.evaluate import model_inputs, score, transcribe
 from s6damon.train.feature_cache import FeatureBatch, FeatureCache, FeatureInputCTC, speed_grid
 from s6damon.train.interctc import check_layers, interctc_loss
 from s6damon.train.loop import Hook, LoopConfig, run_loop
+from s6damon.train.precision import autocast, training_forward
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +46,6 @@ def init_model(init: str | Path | None, m: ModelParams, p: FinetuneParams):
         model = build_ctc_model(m, tok, **_spec_augment(p))
     model.train()
     return model, tok
-
-
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The training forward pass's autocast context: a no-op for ``float32``.
-
-    ``bfloat16`` runs matmuls and convolutions in bfloat16 (1.61x faster per step on a
-    2-core CPU with AVX512-BF16, ``bench/train_step.json``; 0.58x — slower — on one without,
-    ``bench/train_step_no_native_bf16.json``);
-    autocast keeps reductions, softmax and the CTC loss in float32, and the weights and
-    optimiser state stay float32. ``auto`` is resolved by
-    :func:`~s6damon.hardware.training_precision`.
-    """
-    enabled = training_precision(precision, device) == "bfloat16"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
@@ -192,29 +177,22 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         aug = augment.bind(np.random.default_rng([seed, step, env.rank, 1])) if augment is not None else None
         return data.batch(rows, rng=rng, speed=p.speed_perturb, augment=aug)
 
-    def training_forward() -> contextlib.ExitStack:
-        # dev evaluation (transcribe) runs outside this block: float32 and sdpa attention
-        stack = contextlib.ExitStack()
-        stack.enter_context(autocast(env.device, precision))
-        stack.enter_context(attention_kernel(model, kernel))
-        return stack
-
     def step_fn(net: torch.nn.Module, batch: Batch | FeatureBatch, step: int):
         if cache is not None:
-            with training_forward():
+            with training_forward(model, env.device, precision, kernel):
                 out = net(batch)
             return out.loss, {"loss": float(out.loss.detach())}
         set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
         inputs = model_inputs(net, batch)
         if p.interctc_weight > 0:  # only the plain CTC model (checked above) takes output_hidden_states
-            with training_forward():
+            with training_forward(model, env.device, precision, kernel):
                 out = net(**inputs, labels=batch.labels, output_hidden_states=True)
                 frames = feature_lengths(model.config, batch.attention_mask, batch.input_values)
                 inter = interctc_loss(model, out.hidden_states, batch.labels, frames, p.interctc_layers)
             loss = (1 - p.interctc_weight) * out.loss + p.interctc_weight * inter
             return loss, {"loss": float(loss.detach()), "ctc_loss": float(out.loss.detach()),
                           "interctc_loss": float(inter.detach())}
-        with training_forward():
+        with training_forward(model, env.device, precision, kernel):
             out = net(**inputs, labels=batch.labels)
         if teacher_net is None:
             return out.loss, {"loss": float(out.loss.detach())}

@@ -22,6 +22,7 @@ from transformers import Wav2Vec2ForPreTraining
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
 from s6damon.config.model import ModelParams, PretrainParams
+from s6damon.hardware import training_attention, training_precision
 from s6damon.model.contiguous_conv import use_contiguous_conv_layers
 from s6damon.model.factory import build_config, count_parameters, load_pretraining_model, save_model, unwrap
 from s6damon.model.vocab import build_tokenizer
@@ -30,6 +31,7 @@ from s6damon.train import distributed as dd
 from s6damon.train.data import SAMPLE_RATE, AudioSet, Batch
 from s6damon.train.evaluate import model_inputs
 from s6damon.train.loop import LoopConfig, run_loop
+from s6damon.train.precision import training_forward
 
 
 def build_pretraining_model(m: ModelParams, p: PretrainParams, init: str | Path | None = None) -> Wav2Vec2ForPreTraining:
@@ -181,10 +183,17 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
     max_samples = int(p.max_seconds * SAMPLE_RATE)
     data.durations = np.minimum(data.durations, p.max_seconds)  # batches are sized by the cropped length
 
+    precision = training_precision(p.precision, env.device)
+    kernel = training_attention(p.attention, precision, env.device)
+
     def batch_fn(rows: list[int], step: int) -> Batch:
         return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]), p.speed_perturb)
 
-    res = run_loop(objective.net, data, loop_config(p, f"pretrain ({p.objective})"), objective.step, env, ckpt_dir,
+    def step_fn(net: torch.nn.Module, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        with training_forward(model, env.device, precision, kernel):
+            return objective.step(net, batch, step)
+
+    res = run_loop(objective.net, data, loop_config(p, f"pretrain ({p.objective})"), step_fn, env, ckpt_dir,
                    fp, seed, batch_fn=batch_fn, stop_at=stop_at)
     last = res.history[-1] if res.history else {}
     metrics = {
@@ -192,6 +201,7 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
         "train_seconds": round(res.seconds, 2), "audio_seconds_per_second": round(res.throughput, 2),
         "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2), "parameters": count_parameters(model),
         **objective.stats, **{f"final_{k}": last.get(k) for k in objective.final}, "world_size": env.world_size,
+        "precision": precision, "attention": kernel,
     }
     if not res.stopped_early and env.is_main:
         save_model(model, build_tokenizer(), out_dir, extra=objective.save_extra)
