@@ -75,6 +75,8 @@ def test_cluster_targets_follow_each_utterance_and_pad():
     assert (t[1, :19] >= 0).all() and (t[1, 19:] == -100).all()   # 6400 samples: 19 frames
     own = torch.cdist(mfcc_features(batch.input_values[1, :6400], 400, 320), centroids).argmin(1)
     assert torch.equal(t[1, :19], own)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a bfloat16 training step around it
+        assert torch.equal(cluster_targets(batch, 49, centroids, 400, 320), t)
 
 
 def test_masked_prediction_loss_counts_masked_tokens_only():

@@ -100,14 +100,17 @@ def assign_clusters(feats: torch.Tensor, centroids: torch.Tensor) -> torch.Tenso
 
 def cluster_targets(batch: Batch, frames: int, centroids: torch.Tensor, window: int, hop: int) -> torch.Tensor:
     """``(B, frames)`` cluster ids of every encoder token of a batch, -100 beyond each
-    utterance's end. Computed from the batch's own (speed-perturbed, cropped) audio."""
+    utterance's end. Computed from the batch's own (speed-perturbed, cropped) audio, in float32
+    even inside a training step's bfloat16 autocast (``pretrain.precision``): the targets are
+    the k-means fit's own nearest centroids, not an approximation of them."""
     out = torch.full((len(batch.index), frames), -100, dtype=torch.long)
     lengths = batch.attention_mask.sum(dim=1).tolist()
-    for i, n in enumerate(lengths):
-        feats = mfcc_features(batch.input_values[i, : int(n)].detach().cpu(), window, hop)
-        if len(feats):
-            ids = assign_clusters(feats, centroids)[:frames]
-            out[i, : len(ids)] = ids
+    with torch.autocast("cpu", enabled=False):
+        for i, n in enumerate(lengths):
+            feats = mfcc_features(batch.input_values[i, : int(n)].detach().cpu(), window, hop)
+            if len(feats):
+                ids = assign_clusters(feats, centroids)[:frames]
+                out[i, : len(ids)] = ids
     return out.to(batch.input_values.device)
 
 
