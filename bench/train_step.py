@@ -36,12 +36,11 @@ import torch
 from bench.machine import cpu_info
 from bench.models import base_model, tiny_model
 from s6damon import io
-from s6damon.model.attention import attention_kernel
 from s6damon.model.contiguous_conv import use_contiguous_conv_layers
 from s6damon.timing import percentile_90, round_robin
 from s6damon.train.feature_cache import FeatureBatch, FeatureInputCTC
 from s6damon.train.finetune import set_encoder_frozen
-from s6damon.train.precision import autocast
+from s6damon.train.precision import training_forward
 
 SAMPLE_RATE = 16000
 class Variant(NamedTuple):
@@ -84,7 +83,7 @@ def _step_fn(model: torch.nn.Module, spec: Variant, wave: torch.Tensor, labels: 
         forward = lambda: net(batch)  # noqa: E731
 
     def step() -> float:
-        with autocast(device, spec.precision), attention_kernel(model, spec.attention):
+        with training_forward(model, device, spec.precision, spec.attention):
             out = forward()
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -55,11 +55,12 @@ def training_attention(choice: str, precision: str, device: torch.device) -> str
     forward pass uses: ``"sdpa"`` (PyTorch's fused scaled-dot-product attention) or ``"eager"``
     (matmul, softmax, matmul).
 
-    ``auto``: eager under bfloat16 autocast on a CPU, sdpa elsewhere. On CPU the fused kernel's
-    bfloat16 backward is slow: forward + backward of one layer's attention (4 heads of 64,
-    one thread) took 18.3 ms fused against 6.8 ms eager for 6 x 164 tokens, 112 against 83 ms for
-    one 1500-token utterance; in float32 the fused kernel is the faster one (10.2 against 12.9 ms;
-    ``python -m bench.train_step --variants bfloat16 bfloat16-eager-attention``).
+    ``auto``: eager under bfloat16 autocast on a CPU, sdpa elsewhere. On CPU the fused kernel is
+    slow in bfloat16 at the corpus's utterance lengths: forward + backward of one layer's
+    attention (4 heads of 64, one thread) took 19.7 ms fused against 5.9 ms eager for 6 x 164
+    tokens and 25.6 against 14.3 ms for 2 x 500, though 119 against 138 ms for one 1500-token
+    (30 s) utterance; in float32 the fused kernel is faster at every length (13.2 against 14.0 ms
+    for 6 x 164; ``python -m bench.attention_kernel``, ``bench/attention_kernel.json``).
 
     Args:
         choice: ``auto``, ``sdpa`` or ``eager``.

@@ -73,3 +73,15 @@ def test_finetune_records_the_kernel_it_trained_with(tmp_path):
     df = make_manifest(tmp_path / "wav", 4)
     out = finetune(None, m, p, df, None, tmp_path / "model", tmp_path / "ck", seed=1, threads=1)
     assert out["metrics"]["attention"] == "eager" and out["metrics"]["precision"] == "bfloat16"
+
+
+def test_attention_benchmark_times_both_kernels_per_shape_and_dtype(tmp_path):
+    from bench.attention_kernel import main
+
+    out = main(["--shapes", "2x20", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path / "a.json")])
+    rows = out["results"]
+    assert [(r["dtype"], r["kernel"]) for r in rows] == [("float32", "sdpa"), ("float32", "eager"),
+                                                          ("bfloat16", "sdpa"), ("bfloat16", "eager")]
+    assert all(r["median_ms"] > 0 for r in rows)
+    assert [r["speedup_over_sdpa"] for r in rows if r["kernel"] == "sdpa"] == [1.0, 1.0]
+    assert (tmp_path / "a.json").is_file()

@@ -4,7 +4,7 @@ The models read ``config._attn_implementation`` at every forward pass, so the ke
 switched on a built model without touching its weights: ``"sdpa"`` (PyTorch's fused
 scaled-dot-product attention, what loading a folder gives) or ``"eager"`` (matmul, softmax,
 matmul — the same math with other rounding). Training under bfloat16 autocast on a CPU runs
-eager (faster there, :func:`s6damon.hardware.attention_kernel`); counting FLOPs runs eager
+eager (faster there, :func:`s6damon.hardware.training_attention`); counting FLOPs runs eager
 because ``FlopCounterMode`` has no formula for the CPU SDPA kernel. Saved folders never record
 the switch: it is restored when the block ends.
 """
