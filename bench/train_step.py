@@ -66,6 +66,9 @@ VARIANTS: dict[str, Variant] = {
     "bfloat16-feature-cache": Variant("bfloat16", frozen_encoder=True, feature_cache=True),
     "float32-eager-attention": Variant("float32", attention="eager"),
     "bfloat16-eager-attention": Variant("bfloat16", attention="eager"),
+    # the SALAD adaptation runs' step: conv encoder frozen, eager attention under bfloat16
+    "bfloat16-eager-frozen-encoder": Variant("bfloat16", frozen_encoder=True, attention="eager"),
+    "bfloat16-eager-feature-cache": Variant("bfloat16", frozen_encoder=True, feature_cache=True, attention="eager"),
 }
 
 

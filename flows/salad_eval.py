@@ -79,10 +79,14 @@ def salad_eval(params_path: str = "params.yaml") -> dict:
             raise FileNotFoundError(f"{det_path}: no detector (run the salad_train stage first)")
         detectors[method] = det_path
     threads, isolate = threads_per_run(params.threads, params.concurrent_runs), isolate_runs(params.concurrent_runs)
+    # every run adapts the same finetuned model with its conv encoder frozen: one feature cache serves all
+    features = (run_with_outputs(T.cache_features, FINETUNED, manifest, s.finetune, params.threads,
+                                 outputs=lambda r: [r]) if s.finetune.feature_cache else None)
     results = run_concurrently([
         lambda method=method, ratios=ratios: run_with_outputs(
             T.drop_finetune, method, list(ratios), FINETUNED, detectors[method], params.model, s.finetune, manifest,
-            params.seed, s.merge_dropped, threads, isolate=isolate, outputs=lambda r: [r["model_dir"]])
+            params.seed, s.merge_dropped, threads, isolate=isolate, feature_cache=features,
+            outputs=lambda r: [r["model_dir"]])
         for method, ratios in train_runs], params.concurrent_runs)
     trained = dict(zip(train_runs, results, strict=True))
     for method, ratio in runs:

@@ -104,14 +104,43 @@ def fit_detector(labels: Path, source: str, manifest: Path, model_dir: Path, p: 
     return {"path": str(dest), "metrics": res["metrics"], "thresholds": res["thresholds"], "history": res["history"]}
 
 
+@task(cache_policy=content_cache(*SALAD_CODE, exclude=("progress",)), persist_result=True)
+def cache_features(init: Path, manifest: Path, p: FinetuneParams, threads: int, progress: bool = True) -> str:
+    """The frozen conv encoder's output for every training utterance at the speed factors of
+    ``p`` (``salad.finetune.feature_cache``), with each token's energy, filled once for all
+    the adaptation runs (they share ``init``'s encoder) and saved under ``.work/salad/``.
+
+    Returns:
+        The file's path, named by a hash of the model, the manifest and the recipe's speeds.
+    """
+    import torch
+
+    from s6damon.model.factory import load_ctc_model
+    from s6damon.train.data import AudioSet
+    from s6damon.train.feature_cache import FeatureCache, speed_grid
+
+    torch.set_num_threads(threads)
+    model, tok = load_ctc_model(init)
+    rows = _rows(manifest, ("train",))
+    rows = rows[rows["duration"] <= p.max_seconds].reset_index(drop=True)  # what finetune trains on
+    speeds = speed_grid(p.speed_perturb, p.feature_cache_speeds)
+    cache = FeatureCache(model, AudioSet(rows, tokenizer=tok), speeds, batch_seconds=p.eval_batch_seconds,
+                         progress=progress, token_energy=True)
+    dest = Path(".work/salad") / f"features_{fingerprint(init, manifest, speeds, p.max_seconds)[:12]}.pt"
+    cache.save(dest)
+    return str(dest)
+
+
 @task(cache_policy=content_cache(*SALAD_CODE, exclude=("progress", "isolate")), persist_result=True)
 def drop_finetune(method: str, ratios: list[float], init: Path, detector: Path | None, m: ModelParams,
                   p: FinetuneParams, manifest: Path, seed: int, merge: bool, threads: int, progress: bool = True,
-                  isolate: bool = False) -> dict[str, Any]:
+                  isolate: bool = False, feature_cache: str | None = None) -> dict[str, Any]:
     """Finetune ``init`` with ``method`` dropping tokens (CTC on the kept ones; ``merge``:
     dropped tokens averaged into the kept ones) at ``ratios`` — one ratio, or several taken in
     turn step by step (:class:`~s6damon.salad.methods.RatioCycle`); ``isolate``: train in a
-    process of its own (:mod:`tasks.concurrency`)."""
+    process of its own (:mod:`tasks.concurrency`); ``feature_cache``: the file of
+    :func:`cache_features` when ``p.feature_cache`` (a ``str``: its name already carries the
+    hash of what it was made from, so the key need not hash its hundreds of MB)."""
     from s6damon.salad.methods import DropWrap
     from s6damon.train.finetune import finetune
 
@@ -119,7 +148,8 @@ def drop_finetune(method: str, ratios: list[float], init: Path, detector: Path |
     wrap = DropWrap(method, tuple(float(r) for r in ratios), detector, seed, merge)
     result = call_run(finetune, init, m, p, _rows(manifest, ("train",)), None, run_dir / "model",
                       run_dir / "checkpoints", seed=seed, threads=threads, wrap=wrap,
-                      tag=f"{method}@{'/'.join(f'{r:g}' for r in ratios)}", isolate=isolate)
+                      tag=f"{method}@{'/'.join(f'{r:g}' for r in ratios)}", isolate=isolate,
+                      feature_cache_file=feature_cache)
     return {"model_dir": str(run_dir / "model"), "history": result["history"], "metrics": result["metrics"]}
 
 

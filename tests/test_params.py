@@ -43,6 +43,7 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"finetune": {"distill_weight": 1.0}}, "finetune.distill_weight"),  # no teacher there
         ({"finetune": {"feature_cache": True, "freeze_feature_encoder_steps": 0}}, "finetune.feature_cache"),
         ({"safari": {"finetune": {"feature_cache": True}}}, "safari.finetune.feature_cache"),
+        ({"salad": {"finetune": {"feature_cache": True, "distill_weight": 1.0}}}, "salad.finetune.feature_cache"),
         ({"finetune": {"feature_cache_speeds": 0}}, "finetune.feature_cache_speeds"),
         ({"safari": {"finetune": {"distill_weight": -1.0}}}, "safari.finetune.distill_weight"),
         ({"safari": {"ramp_steps": 30}}, "safari.ramp_steps"),  # not a multiple of adjust_every

@@ -117,3 +117,136 @@ def test_scratch_baseline_trains_its_conv_encoder():
     scratch = scratch_recipe(cached)
     assert not scratch.feature_cache and scratch.freeze_feature_encoder_steps == 0
     assert dataclasses.replace(scratch, feature_cache=True, freeze_feature_encoder_steps=p.steps) == cached
+
+
+@pytest.mark.parametrize("method", ["salad_ctc", "uniform", "random", "energy", "none"])
+def test_cached_dropping_forward_equals_the_waveform_one(tmp_path, method):
+    """SALAD's adaptation runs from cached features: every method keeps the same tokens and
+    gives the same logits as when it reads the waveform (a layer-norm model, one speed)."""
+    from s6damon.salad.detector import SaliencyDetector, save_detector
+    from s6damon.salad.methods import DropWrap
+
+    tok = build_tokenizer()
+    model = _model("layer", tok)
+    torch.manual_seed(1)
+    det = SaliencyDetector(in_dim=model.config.conv_dim[-1], hidden=8, kernel_size=3, num_layers=1)
+    save_detector(tmp_path / "det.pt", det, {0.4: 0.5}, meta={})
+    net = DropWrap(method, (0.4,), tmp_path / "det.pt" if method.startswith("salad_") else None, seed=3,
+                   merge=True)(model).eval()
+    data = AudioSet(make_manifest(tmp_path / "wav", 4), tokenizer=tok)
+    cache = FeatureCache(model, data, [1.0], token_energy=True)
+    rows = [0, 1, 2, 3]
+    wave, feats = data.batch(rows), cache.batch(rows)
+    with torch.no_grad():
+        ref = net(wave.input_values, wave.attention_mask, labels=wave.labels)
+        out = FeatureInputCTC(net).eval()(feats)
+    assert torch.equal(out.frame_lengths, ref.frame_lengths)
+    assert torch.equal(out.keep, ref.keep) and torch.equal(out.lengths, ref.lengths)
+    if method != "none":
+        assert out.drop_ratio > 0.3
+    for b, n in enumerate(ref.lengths.tolist()):
+        torch.testing.assert_close(out.logits[b, :n], ref.logits[b, :n], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.loss, ref.loss, rtol=1e-4, atol=1e-4)
+
+
+def test_energy_baseline_on_cached_features_needs_their_energy(tmp_path):
+    from s6damon.salad.methods import drop_model
+
+    tok = build_tokenizer()
+    model = _model("layer", tok)
+    data = AudioSet(make_manifest(tmp_path / "wav", 2), tokenizer=tok)
+    feats = FeatureCache(model, data, [1.0]).batch([0, 1])  # built without token_energy
+    assert feats.token_energy is None
+    with pytest.raises(ValueError, match="token_energy"):
+        FeatureInputCTC(drop_model(model, "energy", 0.3))(feats)
+    # a policy without from_features cannot choose without the waveform
+    from s6damon.salad.dropping import TokenDropCTC
+    odd = TokenDropCTC(model, policy=lambda x, a, n, T: torch.ones(len(n), T, dtype=torch.bool))
+    with pytest.raises(ValueError, match="waveform"):
+        FeatureInputCTC(odd)(feats)
+
+
+@pytest.mark.parametrize("method", ["energy", "salad_ctc"])
+def test_cached_finetune_with_dropping(tmp_path, method):
+    """A SALAD adaptation run (conv encoder frozen, a dropping wrapper) trains from the cache:
+    the encoder stays as it was, the rest moves, the transformer saw shortened sequences."""
+    from s6damon.salad.detector import SaliencyDetector, save_detector
+    from s6damon.salad.methods import DropWrap
+
+    m, _, p = tiny_params()
+    p = dataclasses.replace(p, steps=3, eval_every=3, feature_cache=True, freeze_feature_encoder_steps=10**6,
+                            feature_cache_speeds=2, augment=AugmentParams())
+    df = make_manifest(tmp_path / "wav", 6)
+    finetune(None, m, dataclasses.replace(p, steps=0), df, None, tmp_path / "init", tmp_path / "ck0", seed=1, threads=1)
+    before, _ = load_ctc_model(tmp_path / "init")
+    det_path = None
+    if method.startswith("salad_"):
+        torch.manual_seed(1)
+        det = SaliencyDetector(in_dim=before.config.conv_dim[-1], hidden=8, kernel_size=3, num_layers=1)
+        det_path = tmp_path / "det.pt"
+        save_detector(det_path, det, {0.3: 0.5}, meta={})
+    wrapped = []
+
+    def wrap(model):
+        wrapped.append(DropWrap(method, (0.3,), det_path, seed=0, merge=True)(model))
+        return wrapped[-1]
+
+    out = finetune(tmp_path / "init", m, p, df, df.iloc[:2], tmp_path / "model", tmp_path / "ck", seed=1,
+                   threads=1, wrap=wrap, tag=f"{method}@0.3")
+    assert out["metrics"]["steps"] == 3 and out["metrics"]["feature_cache"]
+    assert np.isfinite(out["metrics"]["final_train_loss"]) and "dev_wer" in out["metrics"]
+    assert wrapped[0].stats["drop_ratio"] > 0.1  # training and dev decoding dropped tokens
+    after, _ = load_ctc_model(tmp_path / "model")
+    a, b = before.state_dict(), after.state_dict()
+    conv = [k for k in a if ".feature_extractor." in k]
+    assert conv and all(torch.equal(a[k], b[k]) for k in conv)
+    assert any(not torch.equal(a[k], b[k]) for k in a if k not in conv and "masked_spec_embed" not in k)
+
+
+def test_saved_cache_loads_for_the_same_training_set_only(tmp_path):
+    """The salad stage fills one cache and every adaptation run loads it: the loaded cache
+    serves the same batches; a file of other utterances or a broken file is refused by name."""
+    tok = build_tokenizer()
+    model = _model("group", tok)
+    df = make_manifest(tmp_path / "wav", 5)
+    data = AudioSet(df, tokenizer=tok)
+    cache = FeatureCache(model, data, [0.9, 1.1], token_energy=True)
+    path = tmp_path / "features.pt"
+    cache.save(path)
+    loaded = FeatureCache.load(path, data)
+    assert loaded.speeds == cache.speeds and loaded.has_token_energy
+    a, b = cache.batch([4, 1, 2], rng=np.random.default_rng(7)), loaded.batch([4, 1, 2], rng=np.random.default_rng(7))
+    assert torch.equal(a.features, b.features) and torch.equal(a.frame_lengths, b.frame_lengths)
+    assert torch.equal(a.labels, b.labels) and a.samples == b.samples
+    assert all(np.array_equal(x, y) for x, y in zip(a.token_energy, b.token_energy))
+    with pytest.raises(ValueError, match="features.pt: a feature cache of 5 other utterances"):
+        FeatureCache.load(path, AudioSet(df.iloc[:4], tokenizer=tok))
+    (tmp_path / "broken.pt").write_bytes(b"not a cache")
+    with pytest.raises(ValueError, match="broken.pt: not a readable feature cache"):
+        FeatureCache.load(tmp_path / "broken.pt", data)
+
+
+def test_salad_task_fills_one_cache_that_finetune_loads(tmp_path, monkeypatch):
+    """tasks.salad.cache_features writes the cache the salad stage's runs load through
+    finetune(feature_cache_file=...); a cache at other speed factors is refused."""
+    from s6damon import io
+    from tasks import salad as T
+
+    m, _, p = tiny_params()
+    p = dataclasses.replace(p, steps=2, eval_every=2, feature_cache=True, freeze_feature_encoder_steps=10**6,
+                            feature_cache_speeds=2, augment=AugmentParams())
+    df = make_manifest(tmp_path / "wav", 6).assign(split="train", speaker="s")
+    manifest = tmp_path / "manifest.parquet"
+    io.write_parquet(manifest, df)
+    finetune(None, m, dataclasses.replace(p, steps=0), df, None, tmp_path / "init", tmp_path / "ck0", seed=1, threads=1)
+    monkeypatch.chdir(tmp_path)
+    path = T.cache_features.fn(tmp_path / "init", manifest, p, threads=1, progress=False)
+    assert path.startswith(".work/salad/features_") and (tmp_path / path).exists()
+
+    from s6damon.salad.methods import DropWrap
+    out = finetune(tmp_path / "init", m, p, df, None, tmp_path / "model", tmp_path / "ck", seed=1, threads=1,
+                   wrap=DropWrap("energy", (0.3,)), feature_cache_file=path)
+    assert out["metrics"]["steps"] == 2 and out["metrics"]["feature_cache"]
+    with pytest.raises(ValueError, match="speed factors"):
+        finetune(tmp_path / "init", m, dataclasses.replace(p, feature_cache_speeds=3), df, None, tmp_path / "m2",
+                 tmp_path / "ck2", seed=1, threads=1, wrap=DropWrap("energy", (0.3,)), feature_cache_file=path)

@@ -55,10 +55,14 @@ class Params:
         if self.finetune.feature_cache and self.finetune.freeze_feature_encoder_steps < self.finetune.steps:
             raise ParamsError("params: 'finetune.feature_cache' needs 'finetune.freeze_feature_encoder_steps' >= "
                               "'finetune.steps': cached features are those of a conv encoder that never changes")
+        if self.safari.finetune.feature_cache:
+            raise ParamsError("params: 'safari.finetune.feature_cache' must be false: SAFARI prunes and trains "
+                              "the conv encoder whose output the cache would hold")
+        sft = self.salad.finetune  # its conv encoder is always frozen (SaladParams checks)
+        if sft.feature_cache and sft.distill_weight > 0:
+            raise ParamsError("params: 'salad.finetune.feature_cache' needs 'salad.finetune.distill_weight' 0: "
+                              "the teacher reads each step's waveforms")
         for section in ("salad", "safari"):
-            if getattr(self, section).finetune.feature_cache:
-                raise ParamsError(f"params: '{section}.finetune.feature_cache' must be false: only the finetune "
-                                  f"stage trains from cached features ({section} changes what runs on them)")
             if getattr(self, section).finetune.interctc_weight > 0:
                 raise ParamsError(f"params: '{section}.finetune.interctc_weight' must be 0: intermediate CTC is "
                                   f"for the finetune stage ({section}'s runs reshape or mask the layers it reads)")

@@ -162,7 +162,7 @@ class FinetuneParams:
     feature_cache: bool = param(
         False, help="run the frozen conv encoder once per utterance and speed factor before training and "
                     "train on its cached output (needs freeze_feature_encoder_steps >= steps; the finetune "
-                    "stage only; s6damon/train/feature_cache.py)")
+                    "and salad stages; s6damon/train/feature_cache.py)")
     feature_cache_speeds: int = param(5, minimum=1, help="feature cache: speed factors spread evenly over "
                                                          "speed_perturb, one drawn per utterance and step")
     precision: Literal["auto", "float32", "bfloat16"] = param(

@@ -96,19 +96,22 @@ def energy_keep(wave: np.ndarray | torch.Tensor, T: int, drop_ratio: float, conv
 def baseline_keep(method: str, lengths: torch.Tensor | Sequence[int], drop_ratio: float, *,
                   waves: Sequence[np.ndarray | torch.Tensor] | None = None,
                   conv_kernel: Sequence[int] | None = None, conv_stride: Sequence[int] | None = None,
-                  seed: int = 0, min_keep: int = 1, T: int | None = None) -> torch.Tensor:
+                  seed: int = 0, min_keep: int = 1, T: int | None = None,
+                  energies: Sequence[np.ndarray] | None = None) -> torch.Tensor:
     """Batched keep-mask of one baseline.
 
     Args:
         method: one of :data:`BASELINES`.
         lengths: ``(B,)`` valid token count per utterance.
         drop_ratio: share of each utterance's tokens to drop.
-        waves: unpadded waveforms (``energy`` only).
+        waves: unpadded waveforms (``energy`` only; or ``energies``).
         conv_kernel, conv_stride: conv layout (``energy`` only).
         seed: ``random`` only; row ``b`` uses ``default_rng([seed, b])`` (reproducible
             for a fixed batch order; pass a per-utterance seed with batch size 1 otherwise).
         min_keep: fewest tokens kept per (non-empty) utterance.
         T: padded width; ``max(lengths)`` when None.
+        energies: ``energy`` only, instead of ``waves``: each utterance's per-token log energy
+            (:func:`~s6damon.salad.frames.frame_energy`), as a feature cache holds it.
 
     Returns:
         ``(B, T)`` bool, False on padding.
@@ -123,9 +126,13 @@ def baseline_keep(method: str, lengths: torch.Tensor | Sequence[int], drop_ratio
             row = uniform_keep(n, drop_ratio, min_keep)
         elif method == "random":
             row = random_keep(n, drop_ratio, np.random.default_rng([seed, b]), min_keep)
+        elif method == "energy" and energies is not None:
+            if len(energies[b]) != n:
+                raise ValueError(f"energy baseline: utterance {b} has {n} tokens but {len(energies[b])} energies")
+            row = energy_keep_from_energy(energies[b], drop_ratio, min_keep)
         elif method == "energy":
             if waves is None or conv_kernel is None or conv_stride is None:
-                raise ValueError("the energy baseline needs waves, conv_kernel and conv_stride")
+                raise ValueError("the energy baseline needs waves (or energies), conv_kernel and conv_stride")
             row = energy_keep(waves[b], n, drop_ratio, conv_kernel, conv_stride, min_keep)
         else:
             raise ValueError(f"unknown baseline {method!r}; choose one of {list(BASELINES)}")
@@ -166,9 +173,21 @@ class BaselinePolicy:
             n = (attention_mask.long().sum(-1) if attention_mask is not None
                  else torch.full((input_values.shape[0],), input_values.shape[-1]))
             waves = [input_values[b, : int(n[b])].detach().cpu() for b in range(input_values.shape[0])]
+        return self._keep(frame_lengths, T, waves=waves).to(input_values.device)
+
+    def from_features(self, frame_lengths: torch.Tensor, T: int,
+                      token_energy: Sequence[np.ndarray] | None = None) -> torch.Tensor:
+        """The keep-mask when the step starts from cached conv features (no waveform):
+        ``energy`` ranks the cached ``token_energy`` instead of recomputing it."""
+        if self.method == "energy" and token_energy is None:
+            raise ValueError("the energy baseline on cached features needs their token_energy "
+                             "(a FeatureCache built with token_energy=True)")
+        return self._keep(frame_lengths, T, energies=token_energy).to(frame_lengths.device)
+
+    def _keep(self, frame_lengths: torch.Tensor, T: int, waves: list[torch.Tensor] | None = None,
+              energies: Sequence[np.ndarray] | None = None) -> torch.Tensor:
         seed = self.seed + self.calls if self.training else self.seed
         self.calls += 1
-        keep = baseline_keep(self.method, frame_lengths.cpu(), self.drop_ratio, waves=waves,
+        return baseline_keep(self.method, frame_lengths.cpu(), self.drop_ratio, waves=waves,
                              conv_kernel=self.conv_kernel, conv_stride=self.conv_stride, seed=seed,
-                             min_keep=self.min_keep, T=T)
-        return keep.to(input_values.device)
+                             min_keep=self.min_keep, T=T, energies=energies)

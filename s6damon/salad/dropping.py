@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,7 +40,9 @@ from s6damon.salad.detector import keep_from_probs
 from s6damon.salad.guard import ctc_required_lengths, enforce_min_keep
 
 #: keep-mask policy: ``(input_values, attention_mask, frame_lengths, T) -> (B, T) bool``; how
-#: the baselines (uniform, random, energy) choose tokens without a detector.
+#: the baselines (uniform, random, energy) choose tokens without a detector. A policy that can
+#: also choose from cached features (no waveform) has ``from_features(frame_lengths, T,
+#: token_energy)`` (:class:`~s6damon.salad.baselines.BaselinePolicy`).
 KeepPolicy = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, int], torch.Tensor]
 
 
@@ -153,7 +156,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
                  detector: nn.Module | None = None, threshold: float = 0.5, min_keep: int = 1,
                  min_keep_ratio: float = 0.0, apply_spec_augment: bool = True,
                  policy: KeepPolicy | None = None, features: torch.Tensor | None = None,
-                 frame_lengths: torch.Tensor | None = None, merge: bool = False) -> DropOutput:
+                 frame_lengths: torch.Tensor | None = None, merge: bool = False,
+                 token_energy: Sequence[np.ndarray] | None = None) -> DropOutput:
     """Forward a wav2vec2/HuBERT CTC model with the transformer on the kept tokens only.
 
     Steps: conv feature encoder -> feature projection -> (SpecAugment, training only, on
@@ -180,10 +184,13 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
         apply_spec_augment: apply the model's SpecAugment in training mode.
         features: ``(B, T, C)`` conv features computed earlier (with ``frame_lengths``, their
             valid counts): the conv encoder is skipped and ``input_values`` may be None. The
-            finetuning feature cache (:mod:`s6damon.train.feature_cache`) calls it so, keeping
-            nothing dropped: then this is the model's own forward after its conv encoder.
+            finetuning feature cache (:mod:`s6damon.train.feature_cache`) calls it so; with
+            nothing dropped this is the model's own forward after its conv encoder. A
+            ``policy`` then chooses through its ``from_features``.
         merge: average each dropped token into the kept token before it
             (:func:`merge_into_kept`) instead of discarding it.
+        token_energy: with ``features``, each utterance's per-token log energy (cached
+            beside the features), for a policy that ranks tokens by energy.
 
     Returns:
         A :class:`DropOutput`; ``lengths`` are the CTC input lengths.
@@ -214,9 +221,13 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
             scores = torch.sigmoid(detector(feats.detach(), frame_len))
         keep = keep_from_probs(scores, frame_len, threshold, rule=getattr(detector, "drop_rule", "threshold"))
     if keep is None and policy is not None:
-        if input_values is None:
-            raise ValueError("drop_forward: a keep policy reads the waveform (input_values)")
-        keep = policy(input_values, attention_mask, frame_len, T)
+        if input_values is not None:
+            keep = policy(input_values, attention_mask, frame_len, T)
+        elif hasattr(policy, "from_features"):
+            keep = policy.from_features(frame_len, T, token_energy)
+        else:
+            raise ValueError("drop_forward: this keep policy reads the waveform (input_values), "
+                             "which cached features do not carry")
     if keep is None:
         keep = frame_mask
     keep = keep.to(feats.device).bool()
@@ -307,13 +318,18 @@ class TokenDropCTC(nn.Module):
                 "fallback_rate": self.fallbacks / self.utterances if self.utterances else math.nan,
                 "drop_ratio": 1.0 - self.kept / self.frames if self.frames else math.nan}
 
-    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> DropOutput:
-        """See :func:`drop_forward`; ``keep`` overrides the detector for this call."""
+    def forward(self, input_values: torch.Tensor | None, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, keep: torch.Tensor | None = None, *,
+                features: torch.Tensor | None = None, frame_lengths: torch.Tensor | None = None,
+                token_energy: Sequence[np.ndarray] | None = None) -> DropOutput:
+        """See :func:`drop_forward`; ``keep`` overrides the detector for this call, and
+        ``features`` (with ``frame_lengths``, ``token_energy``) stand in for the conv encoder's
+        output (:class:`~s6damon.train.feature_cache.FeatureInputCTC`)."""
         out = drop_forward(self.model, input_values, attention_mask, keep=keep, labels=labels,
                            detector=self.detector, threshold=self.threshold, min_keep=self.min_keep,
                            min_keep_ratio=self.min_keep_ratio, apply_spec_augment=self.apply_spec_augment,
-                           policy=self.policy, merge=self.merge)
+                           policy=self.policy, merge=self.merge, features=features, frame_lengths=frame_lengths,
+                           token_energy=token_energy)
         self.utterances += int(out.lengths.numel())
         self.fallbacks += out.fallbacks
         self.frames += int(out.frame_lengths.sum())

@@ -12,6 +12,12 @@ Speed perturbation is the one thing that changes: instead of a factor drawn from
 continuous ``speed_perturb`` range per utterance and step, the factor is drawn from
 ``n_speeds`` factors spread evenly over that range, whose features are cached.
 
+SALAD's adaptation runs (``salad.finetune.feature_cache``) train a token-dropping wrapper
+around the model with its conv encoder frozen too: their detector reads the cached features,
+uniform and random dropping need only the token counts, and the energy baseline reads each
+token's receptive-field energy, which the cache then stores beside the features
+(``token_energy``), computed from the same normalised waveform the uncached step would see.
+
 Memory: ``conv_dim[-1]`` float32 values per 20 ms token — 25.6 kB per second of audio for
 128 channels, so 0.76 h of training audio at 5 speed factors holds about 350 MB.
 """
@@ -22,14 +28,18 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
+from s6damon import io
 from s6damon.salad.backbone import base_model, feature_lengths
 from s6damon.salad.dropping import DropOutput, drop_forward
+from s6damon.salad.frames import conv_layout, frame_energy
 from s6damon.train.data import SAMPLE_RATE, AudioSet, bucket_batches, collate, perturb_speed
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,8 @@ class FeatureBatch:
         labels: ``(B, L)`` CTC target ids, -100 on padding.
         index: ``(B,)`` row positions in the training set.
         samples: unpadded audio samples the features come from (for throughput).
+        token_energy: per utterance, ``(frame_lengths[b],)`` log energy of each token's
+            receptive field (for the energy baseline), when the cache holds it.
     """
 
     features: torch.Tensor
@@ -60,6 +72,7 @@ class FeatureBatch:
     labels: torch.Tensor | None
     index: list[int]
     samples: int
+    token_energy: list[np.ndarray] | None = None
 
     @property
     def seconds(self) -> float:
@@ -68,7 +81,8 @@ class FeatureBatch:
 
     def to(self, device: torch.device | str) -> "FeatureBatch":
         return FeatureBatch(self.features.to(device), self.frame_lengths.to(device),
-                            None if self.labels is None else self.labels.to(device), self.index, self.samples)
+                            None if self.labels is None else self.labels.to(device), self.index, self.samples,
+                            self.token_energy)
 
 
 class FeatureCache:
@@ -80,6 +94,8 @@ class FeatureCache:
         speeds: speed factors to cache (see :func:`speed_grid`).
         batch_seconds: padded audio per encoder call while filling the cache.
         progress: show a progress bar.
+        token_energy: also hold each token's receptive-field log energy
+            (:func:`~s6damon.salad.frames.frame_energy`, what the energy baseline ranks).
 
     Models with ``feat_extract_norm="layer"`` normalise each frame on its own, so features of
     a padded batch equal those of the single utterance on every valid frame; ``"group"``
@@ -88,14 +104,17 @@ class FeatureCache:
     """
 
     def __init__(self, model: nn.Module, data: AudioSet, speeds: Sequence[float], batch_seconds: float = 60.0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, token_energy: bool = False) -> None:
         if data.labels is None:
             raise ValueError("FeatureCache: the training set needs labels (an AudioSet with a tokenizer)")
         self.data, self.speeds = data, [float(s) for s in speeds]
         base = base_model(model)
         per_utterance = getattr(base.config, "feat_extract_norm", "layer") == "group"
         self._feats: list[list[torch.Tensor]] = [[None] * len(data) for _ in self.speeds]  # type: ignore[list-item]
+        self._energy: list[list[np.ndarray]] | None = (
+            [[None] * len(data) for _ in self.speeds] if token_energy else None)  # type: ignore[list-item]
         self._samples = np.zeros((len(self.speeds), len(data)), dtype=np.int64)
+        kernel, stride = conv_layout(base.config)
         t0 = time.perf_counter()
         device = next(model.parameters()).device
         was_training = model.training
@@ -114,13 +133,58 @@ class FeatureCache:
                     feats = base.feature_extractor(x).transpose(1, 2)
                     lengths = feature_lengths(base.config, batch.attention_mask.to(device), x).clamp(max=feats.shape[1])
                     for j, i in enumerate(rows):
-                        self._feats[k][i] = feats[j, : int(lengths[j])].contiguous().cpu()
+                        n = int(lengths[j])
+                        self._feats[k][i] = feats[j, :n].contiguous().cpu()
+                        if self._energy is not None:  # of the normalised samples the step would see
+                            wave = batch.input_values[j, : int(batch.attention_mask[j].sum())]
+                            self._energy[k][i] = frame_energy(wave, n, kernel, stride)
                     bar.update(len(rows))
         model.train(was_training)
         self.seconds = time.perf_counter() - t0  # recorded in the finetune metrics
         mb = sum(f.numel() * f.element_size() for row in self._feats for f in row) / 2**20
         log.info("feature cache: %d utterances x %d speed factors %s, %.0f MB", len(data), len(self.speeds),
                  [round(s, 3) for s in self.speeds], mb)
+
+    def save(self, path: str | Path) -> None:
+        """Write the cache to ``path`` (atomically), for :meth:`load` by other runs on the same
+        training set: the salad stage fills one cache for all its adaptation runs."""
+        blob = {"format": 1, "paths": [str(p) for p in self.data.df["path"]], "speeds": self.speeds,
+                "samples": self._samples, "frames": [[f.shape[0] for f in row] for row in self._feats],
+                "features": [torch.cat(row) for row in self._feats],
+                "energy": None if self._energy is None else [np.concatenate(row) for row in self._energy],
+                "seconds": self.seconds}
+        with io.atomic_path(path) as tmp:
+            torch.save(blob, tmp)
+
+    @classmethod
+    def load(cls, path: str | Path, data: AudioSet) -> "FeatureCache":
+        """A cache written by :meth:`save`, for ``data`` — the same utterances in the same order.
+
+        Raises:
+            ValueError: the file is unreadable or was made for other utterances (names the file).
+        """
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+            paths, frames = blob["paths"], blob["frames"]
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear error
+            raise ValueError(f"{path}: not a readable feature cache ({err})") from err
+        if paths != [str(p) for p in data.df["path"]]:
+            raise ValueError(f"{path}: a feature cache of {len(paths)} other utterances, not of this training set "
+                             f"({len(data)} utterances)")
+        if data.labels is None:
+            raise ValueError("FeatureCache: the training set needs labels (an AudioSet with a tokenizer)")
+        self = cls.__new__(cls)
+        self.data, self.speeds, self.seconds = data, [float(v) for v in blob["speeds"]], float(blob["seconds"])
+        self._samples = np.asarray(blob["samples"], dtype=np.int64)
+        self._feats = [list(torch.split(f, n)) for f, n in zip(blob["features"], frames)]
+        self._energy = (None if blob["energy"] is None else
+                        [np.split(e, np.cumsum(n)[:-1]) for e, n in zip(blob["energy"], frames)])
+        return self
+
+    @property
+    def has_token_energy(self) -> bool:
+        """Whether each token's energy is held too (the energy baseline needs it)."""
+        return self._energy is not None
 
     def batch(self, index: Sequence[int], rng: np.random.Generator | None = None) -> FeatureBatch:
         """Padded features of rows ``index``, each at a speed factor drawn with ``rng``
@@ -138,7 +202,8 @@ class FeatureCache:
         for b, l in enumerate(labels):
             y[b, : len(l)] = torch.tensor(l, dtype=torch.long)
         samples = int(sum(self._samples[k, i] for k, i in zip(ks, index)))
-        return FeatureBatch(x, lengths, y, list(index), samples)
+        energy = None if self._energy is None else [self._energy[k][i] for k, i in zip(ks, index)]
+        return FeatureBatch(x, lengths, y, list(index), samples, energy)
 
 
 class FeatureInputCTC(nn.Module):
@@ -148,18 +213,27 @@ class FeatureInputCTC(nn.Module):
     ``forward(batch)`` is the model's own forward after its conv encoder — feature
     projection, SpecAugment in training mode, positional conv + transformer with the padding
     mask, dropout, CTC head and the model's CTC loss — through
-    :func:`s6damon.salad.dropping.drop_forward` with nothing dropped. Decoding waveforms
-    stays with the wrapped ``model``.
+    :func:`s6damon.salad.dropping.drop_forward`: with nothing dropped around a plain CTC
+    model, or with the tokens a dropping wrapper
+    (:class:`~s6damon.salad.dropping.TokenDropCTC`, :class:`~s6damon.salad.methods.RatioCycle`)
+    keeps. Decoding waveforms stays with the wrapped ``net``.
+
+    Args:
+        net: a ``Wav2Vec2ForCTC`` / ``HubertForCTC``, or a dropping wrapper around one whose
+            ``forward`` takes ``features``, ``frame_lengths`` and ``token_energy``.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model = net  # named so checkpoints of a plain cached finetune keep their keys
 
     @property
     def config(self):
         return self.model.config
 
     def forward(self, batch: FeatureBatch) -> DropOutput:
-        return drop_forward(self.model, None, features=batch.features, frame_lengths=batch.frame_lengths,
-                            labels=batch.labels)
+        if isinstance(self.model, PreTrainedModel):
+            return drop_forward(self.model, None, features=batch.features, frame_lengths=batch.frame_lengths,
+                                labels=batch.labels)
+        return self.model(None, None, labels=batch.labels, features=batch.features,
+                        frame_lengths=batch.frame_lengths, token_energy=batch.token_energy)

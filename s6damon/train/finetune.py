@@ -59,17 +59,30 @@ def set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
 
 
 def _feature_cache(model: torch.nn.Module, data: AudioSet, p: FinetuneParams, device: torch.device,
-                   wrap: Callable | None, teacher: torch.nn.Module | None) -> FeatureCache:
-    """The frozen conv encoder's output for the training set (``finetune.feature_cache``)."""
+                   wrap: Callable | None, teacher: torch.nn.Module | None,
+                   saved: str | Path | None = None) -> FeatureCache:
+    """The frozen conv encoder's output for the training set (``finetune.feature_cache``);
+    with a ``wrap`` (token dropping) also each token's energy, for the energy baseline.
+    ``saved``: a cache of this model's encoder on this training set (:meth:`FeatureCache.save`),
+    loaded instead of filled."""
     if p.freeze_feature_encoder_steps < p.steps:
         raise ValueError("finetune: feature_cache needs freeze_feature_encoder_steps >= steps "
                          "(cached features are those of a conv encoder that never changes)")
-    if wrap is not None or teacher is not None:
-        raise ValueError("finetune: feature_cache works with the plain CTC model only (no wrap, no distillation)")
+    if teacher is not None:
+        raise ValueError("finetune: feature_cache and distillation do not go together (the teacher reads "
+                         "each step's waveforms)")
     set_encoder_frozen(model, True)
     model.to(device)
-    return FeatureCache(model, data, speed_grid(p.speed_perturb, p.feature_cache_speeds),
-                        batch_seconds=p.eval_batch_seconds, progress=p.progress)
+    speeds = speed_grid(p.speed_perturb, p.feature_cache_speeds)
+    if saved is None:
+        return FeatureCache(model, data, speeds, batch_seconds=p.eval_batch_seconds, progress=p.progress,
+                            token_energy=wrap is not None)
+    cache = FeatureCache.load(saved, data)
+    if len(cache.speeds) != len(speeds) or not np.allclose(cache.speeds, speeds):
+        raise ValueError(f"{saved}: cached at speed factors {cache.speeds}, the recipe draws from {speeds}")
+    if wrap is not None and not cache.has_token_energy:
+        raise ValueError(f"{saved}: holds no token energies (needed by the dropping runs' energy baseline)")
+    return cache
 
 
 def load_teacher(path: str | Path) -> torch.nn.Module:
@@ -100,7 +113,8 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
              out_dir: str | Path, ckpt_dir: str | Path, seed: int, threads: int, *,
              best_dir: str | Path | None = None, stop_at: int | None = None,
              wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
-             hooks: Sequence[Hook] = (), tag: str = "", teacher: str | Path | None = None) -> dict[str, Any]:
+             hooks: Sequence[Hook] = (), tag: str = "", teacher: str | Path | None = None,
+             feature_cache_file: str | Path | None = None) -> dict[str, Any]:
     """Finetune a CTC character model and save it.
 
     Args:
@@ -127,6 +141,9 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         tag: names the variant in the progress bar and the resumption fingerprint.
         teacher: CTC checkpoint folder distilled from when ``p.distill_weight > 0``
             (default: ``init``, the model the compressed variants start from).
+        feature_cache_file: with ``p.feature_cache``, a cache of ``init``'s conv encoder on
+            this training set saved beforehand (:meth:`FeatureCache.save`), loaded instead of
+            filled: the salad stage fills one for all its runs.
 
     Returns:
         ``{"history": [...], "metrics": {...}}``; metrics hold the final (and best) dev WER/CER,
@@ -166,8 +183,10 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
                         list(train["path"]), list(train["text"]), env.world_size, tag,
                         str(teacher) if teacher_net is not None else "", precision)
-    cache = _feature_cache(model, data, p, env.device, wrap, teacher_net) if p.feature_cache else None
-    net = wrap(model) if wrap is not None else (FeatureInputCTC(model) if cache is not None else model)
+    cache = (_feature_cache(model, data, p, env.device, wrap, teacher_net, feature_cache_file)
+             if p.feature_cache else None)
+    decoder = wrap(model) if wrap is not None else model  # reads waveforms: evaluation
+    net = FeatureInputCTC(decoder) if cache is not None else decoder  # trained
 
     def batch_fn(rows: list[int], step: int) -> Batch | FeatureBatch:
         rng = np.random.default_rng([seed, step, env.rank])
@@ -210,7 +229,6 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             return None
         res = {}
         if env.is_main:
-            decoder = model if cache is not None else net  # the feature-cache wrapper reads no waveforms
             res = score(transcribe(decoder, tok, dev, p.eval_batch_seconds))
             if res["wer"] < state.get("best_wer", float("inf")):
                 state.update(best_wer=res["wer"], best_cer=res["cer"], best_step=step)
