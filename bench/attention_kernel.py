@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.machine import cpu_info
+from bench.shapes import batch_by_tokens
 from s6damon import io
 from s6damon.timing import round_robin
 
@@ -64,7 +65,8 @@ def measure(batch: int, tokens: int, dtype: str, args: argparse.Namespace) -> li
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shapes", nargs="+", default=["6x164", "2x500", "1x1500"], help="BxT per measurement")
+    ap.add_argument("--shapes", nargs="+", type=batch_by_tokens, default=[(6, 164), (2, 500), (1, 1500)],
+                    help="BxT per measurement")
     ap.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--head-dim", type=int, default=64)
@@ -74,14 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=Path("bench/attention_kernel.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    shapes = []
-    for s in args.shapes:
-        try:
-            b, t = (int(x) for x in s.lower().split("x"))
-        except ValueError:
-            ap.error(f"--shapes: expected BxT (e.g. 6x164), got {s!r}")
-        shapes.append((b, t))
-    rows = [r for b, t in shapes for d in args.dtypes for r in measure(b, t, d, args)]
+    rows = [r for b, t in args.shapes for d in args.dtypes for r in measure(b, t, d, args)]
     result = {"results": rows, "heads": args.heads, "head_dim": args.head_dim,
               "machine": {"threads": args.threads, "torch": torch.__version__, **cpu_info()},
               "repeats": args.repeats, "warmup": args.warmup}

@@ -19,8 +19,8 @@ attention off PyTorch's fused CPU kernel), both (the model as built before eithe
 the conv feature encoder frozen (no backward through it, as ``finetune.freeze_feature_encoder_steps``
 does), and frozen with its output computed beforehand (``finetune.feature_cache``: the step starts
 at the feature projection), and the eager attention kernel instead of PyTorch's fused one
-(``finetune.attention``). The variants run round-robin in one process so that
-drifts of a shared machine hit all alike; each has its own model (same initial weights) and
+(``finetune.attention``), and the positional convolution through the FFT (``finetune.pos_conv``).
+The variants run round-robin in one process so that drifts of a shared machine hit all alike; each has its own model (same initial weights) and
 optimiser state. ``speedup`` is relative to the first variant listed.
 """
 
@@ -52,6 +52,7 @@ class Variant(NamedTuple):
     frozen_encoder: bool = False  # conv feature encoder without gradients (finetune.freeze_feature_encoder_steps)
     feature_cache: bool = False  # frozen encoder run once beforehand; steps start from its output (finetune.feature_cache)
     attention: str = "sdpa"  # attention kernel of the training forward pass (finetune.attention)
+    pos_conv: str = "conv"  # positional convolution of the training forward pass (finetune.pos_conv)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -69,6 +70,8 @@ VARIANTS: dict[str, Variant] = {
     # the SALAD adaptation runs' step: conv encoder frozen, eager attention under bfloat16
     "bfloat16-eager-frozen-encoder": Variant("bfloat16", frozen_encoder=True, attention="eager"),
     "bfloat16-eager-feature-cache": Variant("bfloat16", frozen_encoder=True, feature_cache=True, attention="eager"),
+    "float32-fft-pos-conv": Variant("float32", pos_conv="fft"),
+    "bfloat16-eager-fft-pos-conv": Variant("bfloat16", attention="eager", pos_conv="fft"),
 }
 
 
@@ -86,7 +89,7 @@ def _step_fn(model: torch.nn.Module, spec: Variant, wave: torch.Tensor, labels: 
         forward = lambda: net(batch)  # noqa: E731
 
     def step() -> float:
-        with training_forward(model, device, spec.precision, spec.attention):
+        with training_forward(model, device, spec.precision, spec.attention, spec.pos_conv):
             out = forward()
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -125,6 +128,7 @@ def measure(scale: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     return [{"scale": scale, "variant": v, "precision": VARIANTS[v].precision,
              "contiguous_conv": VARIANTS[v].contiguous_conv, "frozen_encoder": VARIANTS[v].frozen_encoder,
              "feature_cache": VARIANTS[v].feature_cache, "attention": VARIANTS[v].attention,
+             "pos_conv": VARIANTS[v].pos_conv,
              "attention_dropout": float(models[v].config.attention_dropout), "batch_seconds": seconds,
              "median_ms": round(median[v], 1), "p90_ms": round(percentile_90(times[v]), 1),
              "speedup": round(median[first] / median[v], 3),

@@ -70,3 +70,16 @@ def training_attention(choice: str, precision: str, device: torch.device) -> str
     if choice != "auto":
         return choice
     return "eager" if device.type == "cpu" and precision == "bfloat16" else "sdpa"
+
+
+def training_pos_conv(choice: str, device: torch.device) -> str:
+    """Resolve a ``pos_conv`` param to how a training forward pass computes the positional
+    convolution: ``"conv"`` (the direct grouped convolution) or ``"fft"``
+    (:mod:`s6damon.model.fft_pos_conv`).
+
+    ``auto``: fft on a CPU, where oneDNN's direct grouped convolution (kernel 64, 16 groups) is
+    slow at the corpus's lengths in both precisions; conv elsewhere (a GPU's is fast).
+    """
+    if choice != "auto":
+        return choice
+    return "fft" if device.type == "cpu" else "conv"

@@ -102,6 +102,9 @@ class PretrainParams:
     attention: Literal["auto", "sdpa", "eager"] = param(
         "sdpa", help="attention kernel of the training forward pass (as finetune.attention): auto = eager "
                      "under bfloat16 autocast on a CPU, else sdpa")
+    pos_conv: Literal["auto", "conv", "fft"] = param(
+        "conv", help="positional convolution of the training forward pass (as finetune.pos_conv): auto = fft "
+                     "on a CPU, else conv")
     log_every: int = param(20, minimum=1, help="steps between history entries")
     checkpoint_every: int = param(200, minimum=1, help="steps between resumable checkpoints")
     progress: bool = param(True, help="show tqdm progress bars")
@@ -174,6 +177,11 @@ class FinetuneParams:
                      "scaled-dot-product attention, eager = matmul + softmax + matmul (the same math, "
                      "other rounding); auto = eager under bfloat16 autocast on a CPU, where the fused "
                      "kernel's backward is slow, else sdpa (s6damon/hardware.py); evaluation always uses sdpa")
+    pos_conv: Literal["auto", "conv", "fft"] = param(
+        "conv", help="positional convolution of the training forward pass: conv = the direct grouped "
+                     "convolution, fft = the same convolution through the FFT in float32 (other rounding; "
+                     "s6damon/model/fft_pos_conv.py); auto = fft on a CPU, where the direct one is slow at "
+                     "the corpus's lengths, else conv; evaluation and export always use conv")
     distill_weight: float = param(
         0.0, minimum=0.0, help="weight of frame-level distillation from a frozen teacher (the finetuned dense "
                                "model) added to the CTC loss; 0 = off (see s6damon/train/distill.py)")

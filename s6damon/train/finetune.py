@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from s6damon.config.model import FinetuneParams, ModelParams
-from s6damon.hardware import training_attention, training_precision
+from s6damon.hardware import training_attention, training_pos_conv, training_precision
 from s6damon.model.factory import build_ctc_model, count_parameters, load_ctc_model, save_model, unwrap
 from s6damon.model.vocab import build_tokenizer
 from s6damon.salad.backbone import feature_lengths, length_mask
@@ -160,8 +160,9 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     data = AudioSet(train, tokenizer=tok)
     precision = training_precision(p.precision, env.device)
     kernel = training_attention(p.attention, precision, env.device)
-    log.info("finetune%s: %s training forward pass (precision: %s), %s attention", f"({tag})" if tag else "",
-             precision, p.precision, kernel)
+    pos_conv = training_pos_conv(p.pos_conv, env.device)
+    log.info("finetune%s: %s training forward pass (precision: %s), %s attention, positional conv %s",
+             f"({tag})" if tag else "", precision, p.precision, kernel, pos_conv)
     teacher_net = None
     if p.distill_weight > 0:
         teacher = teacher or init
@@ -198,20 +199,20 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
 
     def step_fn(net: torch.nn.Module, batch: Batch | FeatureBatch, step: int):
         if cache is not None:
-            with training_forward(model, env.device, precision, kernel):
+            with training_forward(model, env.device, precision, kernel, pos_conv):
                 out = net(batch)
             return out.loss, {"loss": float(out.loss.detach())}
         set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
         inputs = model_inputs(net, batch)
         if p.interctc_weight > 0:  # only the plain CTC model (checked above) takes output_hidden_states
-            with training_forward(model, env.device, precision, kernel):
+            with training_forward(model, env.device, precision, kernel, pos_conv):
                 out = net(**inputs, labels=batch.labels, output_hidden_states=True)
                 frames = feature_lengths(model.config, batch.attention_mask, batch.input_values)
                 inter = interctc_loss(model, out.hidden_states, batch.labels, frames, p.interctc_layers)
             loss = (1 - p.interctc_weight) * out.loss + p.interctc_weight * inter
             return loss, {"loss": float(loss.detach()), "ctc_loss": float(out.loss.detach()),
                           "interctc_loss": float(inter.detach())}
-        with training_forward(model, env.device, precision, kernel):
+        with training_forward(model, env.device, precision, kernel, pos_conv):
             out = net(**inputs, labels=batch.labels)
         if teacher_net is None:
             return out.loss, {"loss": float(out.loss.detach())}
@@ -252,7 +253,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         "audio_seconds_per_second": round(res.throughput, 2), "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2),
         "final_train_loss": losses[-1] if losses else None, "parameters": count_parameters(model),
         "init": str(init or "scratch"), "world_size": env.world_size, "precision": precision,
-        "attention": kernel,
+        "attention": kernel, "pos_conv": pos_conv,
         "feature_cache": cache is not None,
     }
     if cache is not None:

@@ -1,4 +1,5 @@
-"""The numerics of a training forward pass: bfloat16 autocast and the attention kernel.
+"""The numerics of a training forward pass: bfloat16 autocast, the attention kernel and the
+positional convolution.
 
 Both training loops (:mod:`s6damon.train.finetune`, :mod:`s6damon.train.pretrain`) run every
 forward pass inside :func:`training_forward`; evaluation runs outside it (float32, the fused
@@ -14,6 +15,7 @@ import torch
 
 from s6damon.hardware import training_precision
 from s6damon.model.attention import attention_kernel
+from s6damon.model.fft_pos_conv import pos_conv_kernel
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -29,10 +31,12 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def training_forward(model: torch.nn.Module, device: torch.device, precision: str, kernel: str
-                     ) -> contextlib.ExitStack:
-    """Autocast for ``precision`` and attention ``kernel`` for ``model``, as one ``with`` block."""
+def training_forward(model: torch.nn.Module, device: torch.device, precision: str, kernel: str,
+                     pos_conv: str = "conv") -> contextlib.ExitStack:
+    """Autocast for ``precision``, attention ``kernel`` and the positional convolution
+    ``pos_conv`` (``conv`` or ``fft``) for ``model``, as one ``with`` block."""
     stack = contextlib.ExitStack()
     stack.enter_context(autocast(device, precision))
     stack.enter_context(attention_kernel(model, kernel))
+    stack.enter_context(pos_conv_kernel(model, pos_conv))
     return stack

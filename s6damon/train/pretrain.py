@@ -22,7 +22,7 @@ from transformers import Wav2Vec2ForPreTraining
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
 from s6damon.config.model import ModelParams, PretrainParams
-from s6damon.hardware import training_attention, training_precision
+from s6damon.hardware import training_attention, training_pos_conv, training_precision
 from s6damon.model.contiguous_conv import use_contiguous_conv_layers
 from s6damon.model.factory import build_config, count_parameters, load_pretraining_model, save_model, unwrap
 from s6damon.model.vocab import build_tokenizer
@@ -185,12 +185,13 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
 
     precision = training_precision(p.precision, env.device)
     kernel = training_attention(p.attention, precision, env.device)
+    pos_conv = training_pos_conv(p.pos_conv, env.device)
 
     def batch_fn(rows: list[int], step: int) -> Batch:
         return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]), p.speed_perturb)
 
     def step_fn(net: torch.nn.Module, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        with training_forward(model, env.device, precision, kernel):
+        with training_forward(model, env.device, precision, kernel, pos_conv):
             return objective.step(net, batch, step)
 
     res = run_loop(objective.net, data, loop_config(p, f"pretrain ({p.objective})"), step_fn, env, ckpt_dir,
@@ -201,7 +202,7 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
         "train_seconds": round(res.seconds, 2), "audio_seconds_per_second": round(res.throughput, 2),
         "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2), "parameters": count_parameters(model),
         **objective.stats, **{f"final_{k}": last.get(k) for k in objective.final}, "world_size": env.world_size,
-        "precision": precision, "attention": kernel,
+        "precision": precision, "attention": kernel, "pos_conv": pos_conv,
     }
     if not res.stopped_early and env.is_main:
         save_model(model, build_tokenizer(), out_dir, extra=objective.save_extra)
