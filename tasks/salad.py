@@ -118,11 +118,11 @@ def cache_features(init: Path, manifest: Path, p: FinetuneParams, threads: int, 
     from s6damon.model.factory import load_ctc_model
     from s6damon.train.data import AudioSet
     from s6damon.train.feature_cache import FeatureCache, speed_grid
+    from s6damon.train.finetune import training_rows
 
     torch.set_num_threads(threads)
     model, tok = load_ctc_model(init)
-    rows = _rows(manifest, ("train",))
-    rows = rows[rows["duration"] <= p.max_seconds].reset_index(drop=True)  # what finetune trains on
+    rows = training_rows(_rows(manifest, ("train",)), p)
     speeds = speed_grid(p.speed_perturb, p.feature_cache_speeds)
     cache = FeatureCache(model, AudioSet(rows, tokenizer=tok), speeds, batch_seconds=p.eval_batch_seconds,
                          progress=progress, token_energy=True)

@@ -24,18 +24,21 @@ def test_fft_size_has_only_small_prime_factors():
     assert [fft_size(n) for n in (1, 7, 213, 1564)] == [1, 8, 216, 1600]
 
 
-@pytest.mark.parametrize("B, T, C, groups, K, padding, bias",
-                         [(3, 37, 16, 4, 8, 4, True), (2, 50, 12, 1, 5, 2, False), (1, 9, 8, 8, 16, 8, True),
-                          (2, 120, 32, 16, 64, 32, True)])
-def test_fft_conv1d_equals_conv1d(B, T, C, groups, K, padding, bias):
-    """Values and gradients (input, weight, bias) of PyTorch's conv1d, in float64 to 1e-9."""
+@pytest.mark.parametrize("B, T, C, groups, K, padding, bias, block",
+                         [(3, 37, 16, 4, 8, 4, True, 256), (2, 50, 12, 1, 5, 2, False, 256),
+                          (1, 9, 8, 8, 16, 8, True, 256), (2, 120, 32, 16, 64, 32, True, 256),
+                          # overlap-save: several blocks, the last one partly padding
+                          (2, 600, 32, 16, 64, 32, True, 256), (3, 37, 16, 4, 8, 4, True, 16),
+                          (2, 101, 12, 3, 7, 3, False, 18)])
+def test_fft_conv1d_equals_conv1d(B, T, C, groups, K, padding, bias, block):
+    """Values and gradients (input, weight, bias) of PyTorch's conv1d, in one FFT or in blocks."""
     gen = torch.Generator().manual_seed(B * T + K)
     x = torch.randn(B, T, C, generator=gen, dtype=torch.float64, requires_grad=True)
     w = torch.randn(C, C // groups, K, generator=gen, dtype=torch.float64, requires_grad=True)
     b = torch.randn(C, generator=gen, dtype=torch.float64, requires_grad=True) if bias else None
     ref = torch.nn.functional.conv1d(x.transpose(1, 2), w, b, padding=padding, groups=groups).transpose(1, 2)
     # the float64 reference through the same code path: fft_conv1d computes in float32
-    out = fft_conv1d(x, w, b, padding, groups)
+    out = fft_conv1d(x, w, b, padding, groups, block=block)
     assert out.dtype == torch.float32 and out.shape == ref.shape
     torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
     probe = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
@@ -49,6 +52,11 @@ def test_fft_conv1d_equals_conv1d(B, T, C, groups, K, padding, bias):
 def test_fft_conv1d_rejects_mismatched_channels():
     with pytest.raises(ValueError, match="do not match"):
         fft_conv1d(torch.zeros(1, 10, 12), torch.zeros(16, 4, 5), None, 2, 4)
+
+
+def test_fft_conv1d_rejects_a_block_shorter_than_twice_the_kernel():
+    with pytest.raises(ValueError, match="block 12 is shorter"):
+        fft_conv1d(torch.zeros(1, 40, 8), torch.zeros(8, 2, 8), None, 4, 4, block=12)
 
 
 def _model(cls, cfg_cls, **extra):

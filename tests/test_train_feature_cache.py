@@ -205,7 +205,8 @@ def test_cached_finetune_with_dropping(tmp_path, method):
 
 def test_saved_cache_loads_for_the_same_training_set_only(tmp_path):
     """The salad stage fills one cache and every adaptation run loads it: the loaded cache
-    serves the same batches; a file of other utterances or a broken file is refused by name."""
+    serves the same batches; a file of other utterances, of another format or a broken file is
+    refused by name."""
     tok = build_tokenizer()
     model = _model("group", tok)
     df = make_manifest(tmp_path / "wav", 5)
@@ -224,6 +225,10 @@ def test_saved_cache_loads_for_the_same_training_set_only(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a cache")
     with pytest.raises(ValueError, match="broken.pt: not a readable feature cache"):
         FeatureCache.load(tmp_path / "broken.pt", data)
+    blob = torch.load(path, weights_only=False)
+    torch.save({**blob, "format": 0}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="old.pt: a feature cache of format 0"):
+        FeatureCache.load(tmp_path / "old.pt", data)
 
 
 def test_salad_task_fills_one_cache_that_finetune_loads(tmp_path, monkeypatch):

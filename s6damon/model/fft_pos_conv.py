@@ -62,15 +62,23 @@ def _dft_basis(taps: int, n: int, device: str) -> tuple[torch.Tensor, torch.Tens
     return torch.cos(angle).float().to(device), torch.sin(angle).float().to(device)
 
 
+# The longest FFT of one block. A longer input is convolved in overlapping blocks of this length
+# (overlap-save): the kernel's spectrum, the costly part (its DFT-basis matmul grows with the
+# FFT length), is then computed at this length however long the input, and the cost grows
+# linearly with time. Measured with ``python -m bench.pos_conv`` (module docstring).
+BLOCK = 256
+
+
 def fft_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
-               groups: int) -> torch.Tensor:
+               groups: int, block: int = BLOCK) -> torch.Tensor:
     """``torch.nn.functional.conv1d`` on time-major input, computed through the FFT in float32.
 
     The input's spectrum is an FFT over time; the kernel's — ``C_out x C_in / groups`` short
     filters, 4096 of them in the default model — is one matmul with a DFT basis of the kernel's
     ``K`` taps, cheaper than thousands of zero-padded FFTs (and so is its backward). The
     channel mix is then a ``C_in / groups -> C_out / groups`` complex matmul per group and
-    frequency.
+    frequency. An input longer than one FFT of ``block`` points is cut into overlapping blocks
+    of that length, each giving ``block - K + 1`` outputs (overlap-save).
 
     Args:
         x: ``(B, T, C_in)`` — time before channels, as the transformer holds its tokens.
@@ -78,6 +86,7 @@ def fft_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         bias: ``(C_out,)`` or None.
         padding: zeros added at both ends of time.
         groups: channel groups.
+        block: the longest FFT; at least ``2 * K``.
 
     Returns:
         ``(B, T + 2 * padding - K + 1, C_out)`` float32.
@@ -87,20 +96,34 @@ def fft_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     if C != c_group * groups or c_out % groups:
         raise ValueError(f"fft_conv1d: {C} input channels do not match weight {tuple(weight.shape)} "
                          f"in {groups} groups")
+    if block < 2 * K:
+        raise ValueError(f"fft_conv1d: block {block} is shorter than twice the kernel ({K} taps)")
     t_out = T + 2 * padding - K + 1
     with torch.autocast(x.device.type, enabled=False):
-        # a cross-correlation: Y = X * conj(W) per frequency. The zero padding at the start is
-        # explicit, the rest comes with the FFT length, and no circular wrap reaches t_out
+        # a cross-correlation: Y = X * conj(W) per frequency. Output t of a block reads inputs
+        # t .. t + K - 1 of it, so the first n - K + 1 outputs of an n-point block never wrap
+        # around; one block when the padded input fits (its end padding comes with the FFT length)
         n = fft_size(T + 2 * padding)
-        xf = torch.fft.rfft(nn.functional.pad(x.float(), (0, 0, padding, 0)), n=n, dim=1)  # (B, F, C)
-        F = xf.shape[1]
+        xp = nn.functional.pad(x.float(), (0, 0, padding, 0))
+        if n <= block:
+            frames = xp.transpose(1, 2).unsqueeze(1)  # (B, 1, C, T + padding)
+            hop, blocks = t_out, 1
+        else:
+            n = block
+            hop = n - K + 1
+            blocks = -(-t_out // hop)
+            xp = nn.functional.pad(xp, (0, 0, 0, blocks * hop + K - 1 - xp.shape[1]))
+            frames = xp.transpose(1, 2).unfold(2, n, hop).transpose(1, 2)  # (B, blocks, C, n)
+        xf = torch.fft.rfft(frames, n=n, dim=-1)  # (B, blocks, C, F)
+        F = xf.shape[-1]
         cos, sin = _dft_basis(K, n, str(x.device))
         w = weight.float().reshape(-1, K)
         w_conj = torch.complex(w @ cos, -(w @ sin))  # conj of the kernel's spectrum, (C_out * C_in/G, F)
         wg = w_conj.reshape(groups, c_out // groups, c_group, F).permute(0, 3, 2, 1)  # (G, F, C_in/G, C_out/G)
-        xg = xf.reshape(B, F, groups, c_group).permute(2, 1, 0, 3)  # (G, F, B, C_in/G)
-        yf = torch.matmul(xg, wg).permute(2, 1, 0, 3).reshape(B, F, c_out)
-        y = torch.fft.irfft(yf, n=n, dim=1)[:, :t_out]
+        xg = xf.reshape(B * blocks, groups, c_group, F).permute(1, 3, 0, 2)  # (G, F, B * blocks, C_in/G)
+        yf = torch.matmul(xg, wg).permute(2, 0, 3, 1).reshape(B, blocks, c_out, F)
+        y = torch.fft.irfft(yf, n=n, dim=-1)[..., :hop]  # (B, blocks, C_out, hop)
+        y = y.permute(0, 1, 3, 2).reshape(B, blocks * hop, c_out)[:, :t_out]
         return y if bias is None else y + bias.float()
 
 

@@ -44,6 +44,10 @@ from s6damon.train.data import SAMPLE_RATE, AudioSet, bucket_batches, collate, p
 
 log = logging.getLogger(__name__)
 
+# The layout of a saved cache (FeatureCache.save); raise it when the layout changes, so an old
+# file is refused by name instead of misread.
+CACHE_FORMAT = 1
+
 
 def speed_grid(speed_perturb: Sequence[float], n_speeds: int) -> list[float]:
     """``n_speeds`` factors spread evenly over ``[low, high]`` (just 1.0 when the range is empty)."""
@@ -148,7 +152,7 @@ class FeatureCache:
     def save(self, path: str | Path) -> None:
         """Write the cache to ``path`` (atomically), for :meth:`load` by other runs on the same
         training set: the salad stage fills one cache for all its adaptation runs."""
-        blob = {"format": 1, "paths": [str(p) for p in self.data.df["path"]], "speeds": self.speeds,
+        blob = {"format": CACHE_FORMAT, "paths": [str(p) for p in self.data.df["path"]], "speeds": self.speeds,
                 "samples": self._samples, "frames": [[f.shape[0] for f in row] for row in self._feats],
                 "features": [torch.cat(row) for row in self._feats],
                 "energy": None if self._energy is None else [np.concatenate(row) for row in self._energy],
@@ -165,9 +169,12 @@ class FeatureCache:
         """
         try:
             blob = torch.load(path, map_location="cpu", weights_only=False)
-            paths, frames = blob["paths"], blob["frames"]
+            version, paths, frames = blob.get("format"), blob["paths"], blob["frames"]
         except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear error
             raise ValueError(f"{path}: not a readable feature cache ({err})") from err
+        if version != CACHE_FORMAT:
+            raise ValueError(f"{path}: a feature cache of format {version!r}, this code reads format {CACHE_FORMAT}; "
+                             "delete it and rerun to refill it")
         if paths != [str(p) for p in data.df["path"]]:
             raise ValueError(f"{path}: a feature cache of {len(paths)} other utterances, not of this training set "
                              f"({len(data)} utterances)")

@@ -109,6 +109,14 @@ def distill_term(out: Any, teacher_logits: torch.Tensor, frame_lengths: torch.Te
     return distill_loss(logits, length_mask(frame_lengths, width), teacher_logits, None, temperature)
 
 
+
+def training_rows(rows: pd.DataFrame, p: FinetuneParams) -> pd.DataFrame:
+    """The utterances of ``rows`` that finetuning trains on: those no longer than
+    ``p.max_seconds`` (a longer one would make a batch of its own, past the memory the batch
+    size was chosen for)."""
+    return rows[rows["duration"] <= p.max_seconds].reset_index(drop=True)
+
+
 def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: pd.DataFrame, dev: pd.DataFrame | None,
              out_dir: str | Path, ckpt_dir: str | Path, seed: int, threads: int, *,
              best_dir: str | Path | None = None, stop_at: int | None = None,
@@ -156,7 +164,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         raise ValueError("finetune: the training manifest is empty")
     ck.seed_everything(seed)  # same random init on every rank
     model, tok = init_model(init, m, p)
-    train = train[train["duration"] <= p.max_seconds].reset_index(drop=True)
+    train = training_rows(train, p)
     data = AudioSet(train, tokenizer=tok)
     precision = training_precision(p.precision, env.device)
     kernel = training_attention(p.attention, precision, env.device)
