@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from bench.machine import cpu_info
+from bench.machine import timing_record
 from bench.shapes import batch_by_tokens
 from s6damon import io
 from s6damon.timing import round_robin
@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = [r for b, t in args.shapes for d in args.dtypes for r in measure(b, t, d, args)]
-    result = {"results": rows, "heads": args.heads, "head_dim": args.head_dim,
-              "machine": {"threads": args.threads, "torch": torch.__version__, **cpu_info()},
-              "repeats": args.repeats, "warmup": args.warmup}
+    result = {"results": rows, "heads": args.heads, "head_dim": args.head_dim, **timing_record(args)}
     io.write_json(args.out, result)
     for r in rows:
         print(f"{r['batch']}x{r['tokens']:<5d} {r['dtype']:9s} {r['kernel']:6s} {r['median_ms']:8.2f} ms "

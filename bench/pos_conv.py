@@ -27,7 +27,7 @@ import torch
 from transformers import Wav2Vec2Config
 from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2PositionalConvEmbedding
 
-from bench.machine import cpu_info
+from bench.machine import timing_record
 from bench.shapes import batch_by_tokens
 from s6damon import io
 from s6damon.config import load_params
@@ -76,9 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         num_conv_pos_embedding_groups=m.conv_pos_groups)).train()
     rows = [r for b, t in args.shapes for d in args.dtypes for r in measure(module, b, t, d, args)]
     result = {"results": rows, "hidden_size": m.hidden_size, "kernel_size": m.conv_pos_kernel,
-              "groups": m.conv_pos_groups,
-              "machine": {"threads": args.threads, "torch": torch.__version__, **cpu_info()},
-              "repeats": args.repeats, "warmup": args.warmup}
+              "groups": m.conv_pos_groups, **timing_record(args)}
     io.write_json(args.out, result)
     for r in rows:
         print(f"{r['batch']}x{r['tokens']:<5d} {r['dtype']:9s} {r['kernel']:5s} {r['median_ms']:8.2f} ms "

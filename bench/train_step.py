@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from bench.machine import cpu_info
+from bench.machine import timing_record
 from bench.models import base_model, tiny_model
 from s6damon import io
 from s6damon.model.contiguous_conv import use_contiguous_conv_layers
@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = [r for scale in args.scales for r in measure(scale, args)]
-    result = {"results": rows,
-              "machine": {"threads": args.threads, "torch": torch.__version__, **cpu_info()},
-              "repeats": args.repeats, "warmup": args.warmup}
+    result = {"results": rows, **timing_record(args)}
     io.write_json(args.out, result)
     for r in rows:
         print(f"{r['scale']:5s} {r['variant']:36s} {r['median_ms']:8.1f} ms/step "
