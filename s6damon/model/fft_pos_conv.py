@@ -6,10 +6,14 @@ trim and a GELU. On a CPU oneDNN runs it directly at a few GFLOP/s: in a profile
 training step of the default model (7 utterances of 3 s, one thread) its backward was the
 largest single op, and forward + backward took ~13 % of the step. A 64-tap kernel over ~150
 tokens is what the FFT is for: the convolution becomes a per-frequency 16 × 16 channel mix,
-a few MFLOPs instead of ~0.5 GFLOPs per pass. ``python -m bench.pos_conv`` times the two
-(forward + backward of the embedding, per length and precision): in a first measurement on a
-2-core AMD EPYC, beside other jobs, 7 x 149 tokens took ~90 ms through the FFT against ~240-310
-ms direct in bfloat16; at 1500 tokens the two were within noise of each other.
+a few MFLOPs instead of ~0.5 GFLOPs per pass. Inputs longer than one FFT of :data:`BLOCK`
+points are convolved in overlapping blocks (overlap-save), so long utterances cost linearly in
+time. ``python -m bench.pos_conv`` times the two (forward + backward of the embedding, per length
+and precision). In float32 on a 2-core AMD EPYC without AVX512 (one thread, nothing else
+running; ``bench/pos_conv_avx2.json``): 7 x 149 tokens 24 ms through the FFT against 96 ms
+direct, 2 x 500 30 against 92, 1 x 1500 36 against 130, 1 x 3000 60 against 312 ms (before the
+blocks, one FFT over the whole input was slower than the direct conv at 1500 tokens). In
+bfloat16 on an AMD EPYC with AVX512-BF16, beside other jobs: 7 x 149 ~90 ms against ~240-310.
 
 :func:`fft_conv1d` computes PyTorch's ``conv1d`` (a cross-correlation, zero padding, groups)
 in float32 — autocast is off inside it, so under bfloat16 training the embedding is more
