@@ -69,7 +69,9 @@ def _dft_basis(taps: int, n: int, device: str) -> tuple[torch.Tensor, torch.Tens
 # The longest FFT of one block. A longer input is convolved in overlapping blocks of this length
 # (overlap-save): the kernel's spectrum, the costly part (its DFT-basis matmul grows with the
 # FFT length), is then computed at this length however long the input, and the cost grows
-# linearly with time. Measured with ``python -m bench.pos_conv`` (module docstring).
+# linearly with time. 256 was chosen in a side check of one embedding's forward + backward
+# (one thread, beside pretraining): against 512 and 1024 it was fastest at 2 x 500 and 1 x 3000
+# tokens, 512 at 1 x 1500; inputs of up to 192 tokens fit one block either way.
 BLOCK = 256
 
 
@@ -105,19 +107,13 @@ def fft_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     t_out = T + 2 * padding - K + 1
     with torch.autocast(x.device.type, enabled=False):
         # a cross-correlation: Y = X * conj(W) per frequency. Output t of a block reads inputs
-        # t .. t + K - 1 of it, so the first n - K + 1 outputs of an n-point block never wrap
-        # around; one block when the padded input fits (its end padding comes with the FFT length)
-        n = fft_size(T + 2 * padding)
-        xp = nn.functional.pad(x.float(), (0, 0, padding, 0))
-        if n <= block:
-            frames = xp.transpose(1, 2).unsqueeze(1)  # (B, 1, C, T + padding)
-            hop, blocks = t_out, 1
-        else:
-            n = block
-            hop = n - K + 1
-            blocks = -(-t_out // hop)
-            xp = nn.functional.pad(xp, (0, 0, 0, blocks * hop + K - 1 - xp.shape[1]))
-            frames = xp.transpose(1, 2).unfold(2, n, hop).transpose(1, 2)  # (B, blocks, C, n)
+        # t .. t + K - 1 of it, so the first hop = n - K + 1 outputs of an n-point block never
+        # wrap around; an input whose padded length fits one FFT is one block (hop >= t_out)
+        n = min(fft_size(T + 2 * padding), block)
+        hop = n - K + 1
+        blocks = -(-t_out // hop)
+        xp = nn.functional.pad(x.float(), (0, 0, padding, blocks * hop + K - 1 - T - padding))
+        frames = xp.transpose(1, 2).unfold(2, n, hop).transpose(1, 2)  # (B, blocks, C, n)
         xf = torch.fft.rfft(frames, n=n, dim=-1)  # (B, blocks, C, F)
         F = xf.shape[-1]
         cos, sin = _dft_basis(K, n, str(x.device))

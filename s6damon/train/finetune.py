@@ -109,7 +109,6 @@ def distill_term(out: Any, teacher_logits: torch.Tensor, frame_lengths: torch.Te
     return distill_loss(logits, length_mask(frame_lengths, width), teacher_logits, None, temperature)
 
 
-
 def training_rows(rows: pd.DataFrame, p: FinetuneParams) -> pd.DataFrame:
     """The utterances of ``rows`` that finetuning trains on: those no longer than
     ``p.max_seconds`` (a longer one would make a batch of its own, past the memory the batch
