@@ -13,7 +13,7 @@ import torch
 from s6damon.model.factory import load_ctc_model
 from s6damon.train.checkpoint import list_checkpoints
 from s6damon.train.evaluate import score, transcribe
-from s6damon.train.finetune import finetune
+from s6damon.train.finetune import encoder_frozen_at, finetune
 from _train_fixtures import make_manifest, tiny_params
 
 
@@ -80,3 +80,27 @@ def test_bfloat16_autocast_trains_float32_weights_close_to_float32(tmp_path):
     a, b = _weights(tmp_path / "float32"), _weights(tmp_path / "bfloat16")
     assert all(v.dtype == torch.float32 for v in b.values() if v.is_floating_point())
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_encoder_frozen_at_counts_early_and_late_freezing():
+    _, _, p = tiny_params()
+    p = dataclasses.replace(p, steps=10, freeze_feature_encoder_steps=2, freeze_feature_encoder_from=7)
+    assert [encoder_frozen_at(p, s) for s in range(10)] == [True, True] + [False] * 5 + [True] * 3
+    never = dataclasses.replace(p, freeze_feature_encoder_steps=0, freeze_feature_encoder_from=None)
+    assert not any(encoder_frozen_at(never, s) for s in range(10))
+
+
+def test_late_freezing_keeps_the_conv_encoder_of_the_step_it_froze(tmp_path):
+    m, _, p = tiny_params()
+    p = dataclasses.replace(p, steps=4, checkpoint_every=2, eval_every=100, freeze_feature_encoder_steps=0,
+                            freeze_feature_encoder_from=2)
+    df = make_manifest(tmp_path / "wav", 8)
+    finetune(None, m, p, df, None, tmp_path / "model", tmp_path / "ck", seed=5, threads=1)
+    at_freeze = torch.load(list_checkpoints(tmp_path / "ck")[0], weights_only=False)["model"]
+    final = _weights(tmp_path / "model")
+    encoder = [k for k in final if ".feature_extractor." in k]
+    rest = [k for k in final if k.endswith(".weight") and ".feature_extractor." not in k and k in at_freeze]
+    assert encoder and rest
+    for k in encoder:  # steps 2 and 3 left it alone (no gradient, no weight decay)
+        torch.testing.assert_close(final[k], at_freeze[k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(final[k], at_freeze[k]) for k in rest)

@@ -162,6 +162,9 @@ class FinetuneParams:
     speed_perturb: list[float] = param([0.85, 1.2], minimum=0.5, maximum=2.0,
                                        help="[low, high] random speed/pitch factor per utterance; [1, 1] = off")
     freeze_feature_encoder_steps: int = param(0, minimum=0, help="conv encoder frozen for this many steps")
+    freeze_feature_encoder_from: int | None = param(
+        None, minimum=0, help="late freezing: the conv encoder is frozen from this step to the end, so the "
+                              "rest of training skips its backward (null = it trains to the end)")
     feature_cache: bool = param(
         False, help="run the frozen conv encoder once per utterance and speed factor before training and "
                     "train on its cached output (needs freeze_feature_encoder_steps >= steps; the finetune "

@@ -58,6 +58,15 @@ def set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
         fe._requires_grad = not frozen  # HF skips the input grad hook when frozen
 
 
+def encoder_frozen_at(p: FinetuneParams, step: int) -> bool:
+    """Whether the conv feature encoder is frozen at optimiser step ``step`` (0-based): during the
+    first ``freeze_feature_encoder_steps`` and from ``freeze_feature_encoder_from`` on. Late
+    freezing saves the encoder's backward, a third of a CPU step here, once the encoder has
+    adapted and the learning rate is decaying."""
+    late = p.freeze_feature_encoder_from is not None and step >= p.freeze_feature_encoder_from
+    return step < p.freeze_feature_encoder_steps or late
+
+
 def _feature_cache(model: torch.nn.Module, data: AudioSet, p: FinetuneParams, device: torch.device,
                    wrap: Callable | None, teacher: torch.nn.Module | None,
                    saved: str | Path | None = None) -> FeatureCache:
@@ -209,7 +218,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             with training_forward(model, env.device, precision, kernel, pos_conv):
                 out = net(batch)
             return out.loss, {"loss": float(out.loss.detach())}
-        set_encoder_frozen(model, step < p.freeze_feature_encoder_steps)
+        set_encoder_frozen(model, encoder_frozen_at(p, step))
         inputs = model_inputs(net, batch)
         if p.interctc_weight > 0:  # only the plain CTC model (checked above) takes output_hidden_states
             with training_forward(model, env.device, precision, kernel, pos_conv):
