@@ -72,21 +72,23 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: params threads); 1 to run two pilots side by side")
     ap.add_argument("--against", type=Path, default=None, help="another pilot folder to compare with")
+    ap.add_argument("--device", default=None, help="model.device override: cpu, cuda or auto")
     args = ap.parse_args()
     if args.threads is not None and args.threads < 1:
         ap.error(f"--threads must be at least 1, got {args.threads}")
 
     params = load_params(args.params)
     recipe = override(params.finetune, args.set)
+    model_params = params.model if args.device is None else override(params.model, [f"device={args.device}"], "model")
     seed = params.seed if args.seed is None else args.seed
     train, evals = io.read_parquet(args.train), io.read_parquet(args.eval)
     train = train[train["split"] == "train"]
-    res = finetune(args.init, params.model, recipe, train, evals[evals["split"] == "dev"],
+    res = finetune(args.init, model_params, recipe, train, evals[evals["split"] == "dev"],
                    args.out / "model", args.out / "ckpt", seed,
                    params.threads if args.threads is None else args.threads)
     model, tokenizer = load_ctc_model(args.out / "model")
     summary: dict = {"init": str(args.init), "train_manifest": str(args.train), "overrides": args.set,
-                     "seed": seed, "train": res["metrics"]}
+                     "seed": seed, "device": model_params.device, "train": res["metrics"]}
     for split in SPLITS:
         rows = evals[evals["split"] == split]
         if rows.empty:

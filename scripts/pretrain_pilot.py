@@ -64,15 +64,17 @@ def main() -> None:
                     help="manifest whose evaluation texts and voices are kept out of the pool")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pretrain.KEY override")
+    ap.add_argument("--device", default=None, help="model.device override: cpu, cuda or auto")
     args = ap.parse_args()
 
     params = load_params(args.params)
     recipe = override(params.pretrain, args.set, "pretrain")
+    model_params = params.model if args.device is None else override(params.model, [f"device={args.device}"], "model")
     pool = pool_rows(args.pool, io.read_parquet(args.eval))
     hours = (pool.groupby("voice")["duration"].sum() / 3600).round(3).sort_values(ascending=False)
     print(f"pool: {len(pool)} utterances, {pool['duration'].sum() / 3600:.2f} h")
     print(hours.to_string())
-    res = pretrain(params.model, recipe, pool, args.out / "model", args.out / "ckpt", params.seed, params.threads)
+    res = pretrain(model_params, recipe, pool, args.out / "model", args.out / "ckpt", params.seed, params.threads)
     targets = None
     if recipe.objective == "hubert":
         evals = io.read_parquet(args.eval)
@@ -82,6 +84,7 @@ def main() -> None:
                                 io.read_parquet(args.eval.parent / "truth_phones.parquet"))
     io.write_json(args.out / "summary.json", {
         "pool": [str(p) for p in args.pool], "objective": recipe.objective, "overrides": args.set,
+        "device": model_params.device,
         "seed": params.seed,
         "utterances": len(pool), "hours": round(float(pool["duration"].sum()) / 3600, 3),
         "hours_per_voice": hours.to_dict(), "train": res["metrics"], "targets": targets})

@@ -14,7 +14,7 @@ from finetune_pilot import override  # noqa: E402
 from pretrain_pilot import pool_rows  # noqa: E402
 
 from s6damon.config import ParamsError  # noqa: E402
-from s6damon.config.model import FinetuneParams, PretrainParams  # noqa: E402
+from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams  # noqa: E402
 
 
 def test_override_validates_and_names_the_section():
@@ -24,6 +24,13 @@ def test_override_validates_and_names_the_section():
         override(PretrainParams(), ["steps=-1"], "pretrain")
     with pytest.raises(ParamsError, match="KEY=VALUE"):
         override(FinetuneParams(), ["steps"])
+
+
+def test_device_override_is_validated_as_model_device():
+    # the pilots' --device goes through the same validation as params.yaml's model.device
+    assert override(ModelParams(), ["device=cuda"], "model").device == "cuda"
+    with pytest.raises(ParamsError, match="'model.device'"):
+        override(ModelParams(), ["device=gpu"], "model")
 
 
 def _manifest(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
