@@ -46,12 +46,15 @@ def resolve_init(pretrained: Path = PRETRAINED) -> Path | None:
 
 
 def scratch_recipe(p: FinetuneParams) -> FinetuneParams:
-    """The from-scratch baseline's recipe: the same budget, but its conv encoder trains.
+    """The from-scratch baseline's recipe: the same budget, but its conv encoder trains to the end.
 
     A frozen (or cached) encoder is part of the recipe for a pretrained model; frozen at
-    random init it would handicap the baseline rather than show what pretraining buys.
+    random init, or late in finetuning after fewer steps than a pretrained one had
+    (``freeze_feature_encoder_from``), it would handicap the baseline rather than show what
+    pretraining buys.
     """
-    return dataclasses.replace(p, freeze_feature_encoder_steps=0, feature_cache=False)
+    return dataclasses.replace(p, freeze_feature_encoder_steps=0, freeze_feature_encoder_from=None,
+                               feature_cache=False)
 
 
 def _train_and_score(name: str, init: Path | None, params, manifest: Path, splits,

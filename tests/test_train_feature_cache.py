@@ -116,7 +116,11 @@ def test_scratch_baseline_trains_its_conv_encoder():
     cached = dataclasses.replace(p, feature_cache=True, freeze_feature_encoder_steps=p.steps)
     scratch = scratch_recipe(cached)
     assert not scratch.feature_cache and scratch.freeze_feature_encoder_steps == 0
-    assert dataclasses.replace(scratch, feature_cache=True, freeze_feature_encoder_steps=p.steps) == cached
+    assert scratch.freeze_feature_encoder_from is None
+    assert dataclasses.replace(scratch, feature_cache=True, freeze_feature_encoder_steps=p.steps,
+                               freeze_feature_encoder_from=p.freeze_feature_encoder_from) == cached
+    late = scratch_recipe(dataclasses.replace(p, freeze_feature_encoder_from=max(1, p.steps // 2)))
+    assert late.freeze_feature_encoder_from is None and late.steps == p.steps
 
 
 @pytest.mark.parametrize("method", ["salad_ctc", "uniform", "random", "energy", "none"])
