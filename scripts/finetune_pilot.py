@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
+from s6damon.config.model import ModelParams  # noqa: E402
 from s6damon.config.schema import ParamsError, build, to_dict  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
@@ -60,6 +61,12 @@ def override(p: T, assignments: list[str], section: str = "finetune") -> T:
     return build(type(p), data, section)
 
 
+def with_device(model: ModelParams, device: str | None) -> ModelParams:
+    """``model`` with the pilots' ``--device`` applied (validated like ``model.device`` in
+    ``params.yaml``); unchanged when ``device`` is None."""
+    return model if device is None else override(model, [f"device={device}"], "model")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -79,7 +86,7 @@ def main() -> None:
 
     params = load_params(args.params)
     recipe = override(params.finetune, args.set)
-    model_params = params.model if args.device is None else override(params.model, [f"device={args.device}"], "model")
+    model_params = with_device(params.model, args.device)
     seed = params.seed if args.seed is None else args.seed
     train, evals = io.read_parquet(args.train), io.read_parquet(args.eval)
     train = train[train["split"] == "train"]

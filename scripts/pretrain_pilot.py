@@ -27,7 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetune_pilot import override  # noqa: E402  (this folder is on sys.path when run as a script)
+from finetune_pilot import override, with_device  # noqa: E402  (this folder is on sys.path when run as a script)
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
 from s6damon.ssl.hubert import target_report  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> None:
 
     params = load_params(args.params)
     recipe = override(params.pretrain, args.set, "pretrain")
-    model_params = params.model if args.device is None else override(params.model, [f"device={args.device}"], "model")
+    model_params = with_device(params.model, args.device)
     pool = pool_rows(args.pool, io.read_parquet(args.eval))
     hours = (pool.groupby("voice")["duration"].sum() / 3600).round(3).sort_values(ascending=False)
     print(f"pool: {len(pool)} utterances, {pool['duration'].sum() / 3600:.2f} h")

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from finetune_pilot import override  # noqa: E402
+from finetune_pilot import override, with_device  # noqa: E402
 from pretrain_pilot import pool_rows  # noqa: E402
 
 from s6damon.config import ParamsError  # noqa: E402
@@ -28,9 +28,10 @@ def test_override_validates_and_names_the_section():
 
 def test_device_override_is_validated_as_model_device():
     # the pilots' --device goes through the same validation as params.yaml's model.device
-    assert override(ModelParams(), ["device=cuda"], "model").device == "cuda"
+    assert with_device(ModelParams(), "cuda").device == "cuda"
+    assert with_device(ModelParams(), None) == ModelParams()
     with pytest.raises(ParamsError, match="'model.device'"):
-        override(ModelParams(), ["device=gpu"], "model")
+        with_device(ModelParams(), "gpu")
 
 
 def _manifest(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
