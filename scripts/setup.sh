@@ -4,6 +4,9 @@
 #     Catalan, Czech and Finnish ones that read English in s6damon.corpus.crosslingual,
 #     espeak-ng), sox, fortunes,
 #     and a C compiler + Python headers (ttspico, the SVOX Pico voices, is built from source)
+#   - with S6DAMON_MBROLA=1 also the MBROLA voices (s6damon.corpus.synth: mbrola:us1/us2/us3), from
+#     Debian's contrib and non-free sections (the voice databases are for non-commercial use only),
+#     which it enables on Debian if apt has no candidate for them
 #   - .venv with the pinned Python dependencies and the project installed in editable mode
 #   - git + DVC repository state (analytics off)
 set -euo pipefail
@@ -14,6 +17,9 @@ APT_PACKAGES=(flite flite1-dev festival festvox-kallpc16k festvox-kdlpc16k festv
               festvox-czech-machac festvox-suopuhe-lj festvox-suopuhe-mv
               espeak-ng libespeak-ng1 sox libsndfile1 fortunes fortunes-min fortune-mod git
               gcc python3-dev)
+if [ "${S6DAMON_MBROLA:-0}" = 1 ]; then
+  APT_PACKAGES+=(festvox-us1 festvox-us2 festvox-us3)
+fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -22,6 +28,14 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "setup: installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
+  if [[ " ${missing[*]} " == *" festvox-us1 "* ]] && ! apt-cache policy festvox-us1 | grep -q 'Candidate: [0-9]'; then
+    . /etc/os-release
+    [ "${ID:-}" = debian ] || { echo "setup: festvox-us1 not found; enable your distribution's section with MBROLA voices" >&2; exit 1; }
+    echo "setup: enabling Debian's contrib and non-free sections for the MBROLA voices"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$VERSION_CODENAME" | $SUDO tee /etc/apt/sources.list.d/s6damon-mbrola.sources >/dev/null
+    $SUDO apt-get update -qq
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,34 @@ def test_augment_scales_timings(kw, factor):
     assert h0 == pytest.approx(g0 * factor, abs=0.03) and h1 == pytest.approx(g1 * factor, abs=0.03)
     sil = [p for p in a.phones if p[0] == "sil" and 0 < p[1] and p[2] < a.duration]
     assert sil and any(abs(p[1] - h0) < 0.05 for p in sil)
+
+
+MBROLA_VOICES = ["mbrola:us1", "mbrola:us2", "mbrola:us3"]
+HAVE_MBROLA = all(Path("/usr/share/festival/voices/english", f"{v.split(':')[1]}_mbrola").is_dir()
+                  for v in MBROLA_VOICES)
+MBROLA_HINT = "MBROLA voices not installed (opt-in: S6DAMON_MBROLA=1 bash scripts/setup.sh)"
+
+
+@pytest.mark.skipif(not HAVE_MBROLA, reason=MBROLA_HINT)
+@pytest.mark.parametrize("voice", MBROLA_VOICES)
+def test_mbrola_timings_are_exact(voice):
+    """festival plans the segments and MBROLA renders them at those durations: the words are
+    timed, and the pause festival put at the comma is where the audio is silent."""
+    r = render(voice, TEXT, 16000)
+    assert r is not None and r.timed
+    _check_timings(r)
+    assert all(not lab.startswith("x:") for lab, _, _ in r.phones)  # CMU phone set, no mapping gaps
+    paused = render(voice, "turn off the lights, then call anna", 16000)
+    g0, g1 = _gap(paused)
+    sil = [p for p in paused.phones if p[0] == "sil" and 0 < p[1] and p[2] < paused.duration]
+    assert sil and any(abs(s - g0) < 0.05 and abs(e - g1) < 0.05 for _, s, e in sil)
+    info = voice_info(voice)
+    assert info.family == "mbrola" and info.gender == ("f" if voice == "mbrola:us1" else "m")
+
+
+def test_mbrola_missing_voice_names_the_package(monkeypatch):
+    from s6damon.corpus import synth
+
+    monkeypatch.setitem(synth._FESTIVAL_VOICE_FN, "mbrola:us2", "voice_no_such_mbrola")
+    with pytest.raises(RuntimeError, match="festvox-us2.*S6DAMON_MBROLA=1"):
+        synthesize("mbrola:us2", [TEXT])

@@ -112,3 +112,19 @@ def test_oracle_mask_drops_every_other_redundant_token_and_pilot_quota_limits_ru
     keep = spaced_keep(scores, 4, max_run=1)
     assert int((~keep).sum()) == 4 and not bool((~keep[1:] & ~keep[:-1]).any())
     assert int((~spaced_keep(scores, 4, max_run=None)).sum()) == 4
+
+
+def test_read_voices_renders_the_first_distinct_test_texts(tmp_path):
+    from read_voices import per_voice, render_rows, test_texts
+
+    manifest = pd.DataFrame({"split": ["train", "test", "test", "test", "dev"],
+                             "text": ["a b", "call mum", "call mum", "stop the timer", "x"]})
+    assert test_texts(manifest, 5) == ["call mum", "stop the timer"]
+    assert test_texts(manifest, 1) == ["call mum"]
+    rows = render_rows(["espeak:en+m1"], ["call mum", "stop the timer"], tmp_path, 16000)
+    assert list(rows["text"]) == ["call mum", "stop the timer"]
+    assert all(Path(p).is_file() for p in rows["path"]) and (rows["duration"] > 0.3).all()
+    hyps = pd.DataFrame({"voice": ["v1", "v1", "v2"], "ref": ["call mum", "stop it", "go"],
+                         "hyp": ["call mum", "stop", "no"]})
+    res = per_voice(hyps)
+    assert res["v1"]["wer"] == pytest.approx(1 / 4) and res["v2"]["wer"] == 1.0

@@ -1,6 +1,6 @@
 """Speech synthesis with the synthesiser's own, exact phone and word timings (where it has them).
 
-Five families of offline synthesisers are wrapped behind one call,
+Six families of offline synthesisers are wrapped behind one call,
 :func:`synthesize` ``(voice, texts) -> [Rendered | None]``:
 
 * **flite** (``flite:awb``, ``flite:rms``, ``flite:slt``, ``flite:kal16``, ``flite:kal``): one
@@ -27,6 +27,14 @@ Five families of offline synthesisers are wrapped behind one call,
   (``for the``) into one event. A phoneme group that covers several text words is split by
   the words' phoneme counts from ``espeak_TextToPhonemes``; if those disagree the utterance
   is rejected. Zero-length marker phonemes (``;``) are dropped.
+* **MBROLA** (``mbrola:us1``, ``mbrola:us2``, ``mbrola:us3``): diphone voices concatenated
+  from recordings of three US-English speakers (us1 a woman, us2 and us3 men), driven by
+  festival (Debian ``festvox-us1``/``-us2``/``-us3``; the voice databases are in Debian's
+  non-free section, licensed for non-commercial use only, so ``scripts/setup.sh`` installs them
+  only when asked: ``S6DAMON_MBROLA=1``). Festival plans the segments in the CMU phone set and
+  MBROLA renders them at those durations, so the timings are exact as for the festival voices.
+  MBROLA's British ``en1`` is not wrapped: its phone set (mrpa, non-rhotic) does not map
+  one to one onto the CMU dictionary's phones the aligner is scored against.
 * **SVOX Pico** (``pico:en-US``, ``pico:en-GB``): two female voices, HMM synthesis trained on
   recordings of two women, in-process through ``ttspico`` (PyPI; Pico's Apache-2.0 engine and
   language files). They add recorded female speakers to training, where flite and festival
@@ -85,13 +93,22 @@ _FIXED_VOICES = {
     "pico:en-US": VoiceInfo("pico", "pico-en-us", "f"),
     "pico:en-GB": VoiceInfo("pico", "pico-en-gb", "f"),
     "piper:joe": VoiceInfo("piper", "joe", "m"),
+    "mbrola:us1": VoiceInfo("mbrola", "mbrola-us1", "f"),
+    "mbrola:us2": VoiceInfo("mbrola", "mbrola-us2", "m"),
+    "mbrola:us3": VoiceInfo("mbrola", "mbrola-us3", "m"),
 }
 
 _FESTIVAL_VOICE_FN = {
     "festival:ked": "voice_ked_diphone",
     "festival:kal": "voice_kal_diphone",
     "festival:slt-hts": "voice_cmu_us_slt_arctic_hts",
+    "mbrola:us1": "voice_us1_mbrola",
+    "mbrola:us2": "voice_us2_mbrola",
+    "mbrola:us3": "voice_us3_mbrola",
 }
+
+#: the Debian package that gives festival each MBROLA voice (it pulls in the voice database)
+_MBROLA_PACKAGES = {"mbrola:us1": "festvox-us1", "mbrola:us2": "festvox-us2", "mbrola:us3": "festvox-us3"}
 
 
 def _cross_voice(voice: str):  # noqa: ANN202 (CrossVoice | None; imported lazily)
@@ -169,6 +186,9 @@ def synthesize(voice: str, texts: list[str]) -> list[Rendered | None]:
     if family == "flite":
         return [_flite(voice.split(":", 1)[1], t) for t in texts]
     if family == "festival":
+        return _festival(voice, texts)
+    if family == "mbrola":
+        _require_mbrola(voice)
         return _festival(voice, texts)
     if family == "pico":
         return _pico(voice.split(":", 1)[1], texts)
@@ -330,6 +350,17 @@ def _festival(voice: str, texts: list[str]) -> list[Rendered | None]:
             results[i] = (_parse_cross(voice, text, txt.read_text(), wav) if cross
                           else _parse_festival(text, txt.read_text(), wav))
     return results
+
+
+def _require_mbrola(voice: str) -> None:
+    """Raise a clear error when an MBROLA voice's festival definition is not installed (festival
+    itself would only fail every utterance, which the corpus would report as rejected renderings)."""
+    name = _FESTIVAL_VOICE_FN[voice].removeprefix("voice_")
+    if not Path("/usr/share/festival/voices/english", name).is_dir():
+        raise RuntimeError(
+            f"voice {voice!r} needs the Debian package {_MBROLA_PACKAGES[voice]} (MBROLA voices are in "
+            "Debian's contrib and non-free sections, for non-commercial use): run "
+            "S6DAMON_MBROLA=1 bash scripts/setup.sh")
 
 
 def _cross_lexicon(voice: str, texts: list[str]) -> list[str]:
