@@ -30,14 +30,14 @@ from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.train.evaluate import score, transcribe  # noqa: E402
 
 
-def test_texts(manifest: pd.DataFrame, n: int) -> list[str]:
+def first_test_texts(manifest: pd.DataFrame, n: int) -> list[str]:
     """The first ``n`` distinct texts of the test split, in manifest order."""
     return list(dict.fromkeys(manifest.loc[manifest["split"] == "test", "text"]))[:n]
 
 
 def render_rows(voices: list[str], texts: list[str], out: Path, sample_rate: int) -> pd.DataFrame:
     """Render every text with every voice into ``out`` (wav files); one manifest row each. Texts a
-    voice cannot render with exact timings are left out and counted in ``rendered`` below."""
+    voice cannot render with exact timings are left out (the summary's ``rendered`` counts the rest)."""
     rows = []
     for voice in voices:
         for i, text in enumerate(texts):
@@ -68,7 +68,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     manifest = io.read_parquet(args.manifest)
-    texts = test_texts(manifest, args.texts)
+    texts = first_test_texts(manifest, args.texts)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = render_rows(args.voices, texts, args.out, 16000)
     model, tokenizer = load_ctc_model(args.model)

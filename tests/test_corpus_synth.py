@@ -1,10 +1,8 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from s6damon.corpus.augment import augment
-from s6damon.corpus.synth import render, synthesize, voice_info
+from s6damon.corpus.synth import mbrola_installed, render, synthesize, voice_info
 
 TEXT = "set a timer for the apple at five"
 VOICES = ["flite:awb", "flite:kal16", "festival:ked", "festival:slt-hts", "espeak:en-us+f3"]
@@ -140,8 +138,7 @@ def test_augment_scales_timings(kw, factor):
 
 
 MBROLA_VOICES = ["mbrola:us1", "mbrola:us2", "mbrola:us3"]
-HAVE_MBROLA = all(Path("/usr/share/festival/voices/english", f"{v.split(':')[1]}_mbrola").is_dir()
-                  for v in MBROLA_VOICES)
+HAVE_MBROLA = all(mbrola_installed(v) for v in MBROLA_VOICES)
 MBROLA_HINT = "MBROLA voices not installed (opt-in: S6DAMON_MBROLA=1 bash scripts/setup.sh)"
 
 

@@ -115,12 +115,12 @@ def test_oracle_mask_drops_every_other_redundant_token_and_pilot_quota_limits_ru
 
 
 def test_read_voices_renders_the_first_distinct_test_texts(tmp_path):
-    from read_voices import per_voice, render_rows, test_texts
+    from read_voices import first_test_texts, per_voice, render_rows
 
     manifest = pd.DataFrame({"split": ["train", "test", "test", "test", "dev"],
                              "text": ["a b", "call mum", "call mum", "stop the timer", "x"]})
-    assert test_texts(manifest, 5) == ["call mum", "stop the timer"]
-    assert test_texts(manifest, 1) == ["call mum"]
+    assert first_test_texts(manifest, 5) == ["call mum", "stop the timer"]
+    assert first_test_texts(manifest, 1) == ["call mum"]
     rows = render_rows(["espeak:en+m1"], ["call mum", "stop the timer"], tmp_path, 16000)
     assert list(rows["text"]) == ["call mum", "stop the timer"]
     assert all(Path(p).is_file() for p in rows["path"]) and (rows["duration"] > 0.3).all()

@@ -107,9 +107,6 @@ _FESTIVAL_VOICE_FN = {
     "mbrola:us3": "voice_us3_mbrola",
 }
 
-#: the Debian package that gives festival each MBROLA voice (it pulls in the voice database)
-_MBROLA_PACKAGES = {"mbrola:us1": "festvox-us1", "mbrola:us2": "festvox-us2", "mbrola:us3": "festvox-us3"}
-
 
 def _cross_voice(voice: str):  # noqa: ANN202 (CrossVoice | None; imported lazily)
     from s6damon.corpus import crosslingual
@@ -352,14 +349,20 @@ def _festival(voice: str, texts: list[str]) -> list[Rendered | None]:
     return results
 
 
-def _require_mbrola(voice: str) -> None:
-    """Raise a clear error when an MBROLA voice's festival definition is not installed (festival
-    itself would only fail every utterance, which the corpus would report as rejected renderings)."""
+def mbrola_installed(voice: str) -> bool:
+    """Whether festival has the definition of an MBROLA voice (``mbrola:us1`` …): Debian's
+    ``festvox-<name>`` package, which pulls in the voice database, installs it as a folder."""
     name = _FESTIVAL_VOICE_FN[voice].removeprefix("voice_")
-    if not Path("/usr/share/festival/voices/english", name).is_dir():
+    return Path("/usr/share/festival/voices/english", name).is_dir()
+
+
+def _require_mbrola(voice: str) -> None:
+    """Raise a clear error when an MBROLA voice is not installed (festival itself would only fail
+    every utterance, which the corpus would report as rejected renderings)."""
+    if not mbrola_installed(voice):
         raise RuntimeError(
-            f"voice {voice!r} needs the Debian package {_MBROLA_PACKAGES[voice]} (MBROLA voices are in "
-            "Debian's contrib and non-free sections, for non-commercial use): run "
+            f"voice {voice!r} needs the Debian package festvox-{voice.split(':', 1)[1]} (MBROLA voices are "
+            "in Debian's contrib and non-free sections, for non-commercial use): run "
             "S6DAMON_MBROLA=1 bash scripts/setup.sh")
 
 
