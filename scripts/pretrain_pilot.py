@@ -31,7 +31,7 @@ from finetune_pilot import override, with_device  # noqa: E402  (this folder is 
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
 from s6damon.ssl.hubert import target_report  # noqa: E402
-from s6damon.train.pretrain import pretrain  # noqa: E402
+from s6damon.train.pretrain import heldout_sets, pretrain  # noqa: E402
 
 
 def pool_rows(manifests: list[Path], evals: pd.DataFrame) -> pd.DataFrame:
@@ -74,10 +74,13 @@ def main() -> None:
     hours = (pool.groupby("voice")["duration"].sum() / 3600).round(3).sort_values(ascending=False)
     print(f"pool: {len(pool)} utterances, {pool['duration'].sum() / 3600:.2f} h")
     print(hours.to_string())
-    res = pretrain(model_params, recipe, pool, args.out / "model", args.out / "ckpt", params.seed, params.threads)
+    evals = io.read_parquet(args.eval)
+    dev = evals[evals["split"] == "dev"].copy()
+    dev["path"] = [str(Path(p).resolve()) for p in dev["path"]]
+    res = pretrain(model_params, recipe, pool, args.out / "model", args.out / "ckpt", params.seed, params.threads,
+                   heldout=heldout_sets(dev, pool))
     targets = None
     if recipe.objective == "hubert":
-        evals = io.read_parquet(args.eval)
         test = evals[evals["split"] == "test"].copy()
         test["path"] = [str(Path(p).resolve()) for p in test["path"]]
         targets = target_report(args.out / "model", {"pool": pool, "test": test},

@@ -34,12 +34,14 @@ def _split(manifest: Path, *splits: str):
 @task(cache_policy=content_cache(*SSL_CODE, exclude=("progress",)), persist_result=True)
 def pretrain(m: ModelParams, p: PretrainParams, manifest: Path, seed: int, threads: int,
              progress: bool = True) -> dict[str, Any]:
-    """SSL pretraining (``p.objective``) on the audio of ``p.splits``; returns the model folder and history."""
-    from s6damon.train.pretrain import pretrain as run
+    """SSL pretraining (``p.objective``) on the audio of ``p.splits``, with the loss on the dev
+    split's audio (voices seen and unseen in the pool, apart); returns the model folder and history."""
+    from s6damon.train.pretrain import heldout_sets, pretrain as run
 
     run_dir = run_folder(RUNS / "pretrain")
     audio = _split(manifest, *p.splits)
-    result = run(m, p, audio, run_dir / "model", run_dir / "checkpoints", seed=seed, threads=threads)
+    heldout = heldout_sets(_split(manifest, "dev"), audio)
+    result = run(m, p, audio, run_dir / "model", run_dir / "checkpoints", seed=seed, threads=threads, heldout=heldout)
     hours = {s: round(float(audio.loc[audio["split"] == s, "duration"].sum()) / 3600, 4) for s in p.splits}
     return {"model_dir": str(run_dir / "model"), "history": result["history"],
             "metrics": {**result["metrics"], "audio_hours_per_split": hours}}

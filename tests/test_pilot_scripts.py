@@ -128,3 +128,17 @@ def test_read_voices_renders_the_first_distinct_test_texts(tmp_path):
                          "hyp": ["call mum", "stop", "no"]})
     res = per_voice(hyps)
     assert res["v1"]["wer"] == pytest.approx(1 / 4) and res["v2"]["wer"] == 1.0
+
+
+def test_ssl_heldout_sets_take_a_fixed_train_sample_and_split_dev_by_voice():
+    from ssl_heldout import eval_sets
+
+    manifest = pd.DataFrame({"split": ["train"] * 5 + ["dev", "dev", "test"],
+                             "voice": ["a", "a", "b", "b", "a", "a", "new", "t"],
+                             "speaker": ["a", "a", "b", "b", "a", "a", "new", "t"],
+                             "utt_id": [f"u{i}" for i in range(8)]})
+    sets = eval_sets(manifest, 3, seed=1)
+    assert list(sets) == ["train_sample", "dev_seen", "dev_unseen", "test"]
+    assert len(sets["train_sample"]) == 3 and set(sets["train_sample"]["split"]) == {"train"}
+    assert list(eval_sets(manifest, 3, seed=1)["train_sample"]["utt_id"]) == list(sets["train_sample"]["utt_id"])
+    assert list(sets["dev_seen"]["utt_id"]) == ["u5"] and list(sets["dev_unseen"]["utt_id"]) == ["u6"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,12 @@ def test_pretrain_saves_loadable_checkpoint(pipeline):
     model, tokenizer = load_ctc_model(root / "models/pretrained")
     assert model.config.vocab_size == len(tokenizer)
     assert (root / "plots/pretrain.csv").read_text().startswith("step")
-    hours = _metrics(root, "pretrain")["audio_hours_per_split"]
+    metrics = _metrics(root, "pretrain")
+    hours = metrics["audio_hours_per_split"]
     assert set(hours) == {"train", "unlabeled"} and hours["train"] > 0 and hours["unlabeled"] > 0
+    # the dev split's voices in the pool and its unseen voice, scored apart at the end
+    assert all(math.isfinite(metrics[f"final_dev_{s}_loss"]) for s in ("seen", "unseen"))
+    assert "dev_unseen_loss" in (root / "plots/pretrain.csv").read_text().splitlines()[0]
 
 
 def test_pretrain_stage_runs_the_hubert_objective(pipeline, tmp_path, monkeypatch):

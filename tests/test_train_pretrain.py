@@ -9,11 +9,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import math
 
+import numpy as np
+import pandas as pd
+import pytest
 import torch
 from transformers import Wav2Vec2ForPreTraining
 
+from s6damon.train.data import AudioSet, bucket_batches
 from s6damon.train.finetune import finetune
-from s6damon.train.pretrain import pretrain
+from s6damon.train.pretrain import (
+    build_pretraining_model,
+    contrastive_objective,
+    heldout_loss,
+    heldout_sets,
+    pretrain,
+)
 from _train_fixtures import make_manifest, tiny_params
 
 
@@ -58,3 +68,60 @@ def test_bfloat16_pretraining_is_the_float32_objective_to_bf16_precision(tmp_pat
     assert abs(l16 - l32) < 0.05 * abs(l32)  # ... on the same objective
     saved = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "bfloat16")
     assert all(p.dtype == torch.float32 for p in saved.parameters())  # weights stay float32
+
+
+def test_heldout_sets_split_dev_by_voice_in_the_pool():
+    pool = pd.DataFrame({"voice": ["a", "a", "b"], "speaker": ["a", "a_p2", "b"]})
+    dev = pd.DataFrame({"voice": ["a", "c", "b", "c"], "speaker": ["a_p2", "c", "b", "c"], "utt_id": list("wxyz")})
+    sets = heldout_sets(dev, pool)
+    assert list(sets["dev_seen"]["utt_id"]) == ["w", "y"] and list(sets["dev_unseen"]["utt_id"]) == ["x", "z"]
+    # without a voice column the speaker decides; an empty set is left out
+    sets = heldout_sets(dev.drop(columns="voice").iloc[:1], pool.drop(columns="voice"))
+    assert list(sets) == ["dev_seen"]
+
+
+def test_heldout_loss_is_repeatable_and_leaves_training_state_alone(tmp_path):
+    m, pp, _ = tiny_params()
+    df = make_manifest(tmp_path / "wav", 6)
+    model = build_pretraining_model(m, pp)
+    objective = contrastive_objective(model, pp)
+    audio = AudioSet(df)
+    batches = bucket_batches(audio.durations, pp.batch_seconds)
+    np.random.seed(123)
+    expected_draw = np.random.rand()
+    np.random.seed(123)
+    a = heldout_loss(objective, audio, batches, 16000, 0, 7, "cpu")
+    assert np.random.rand() == expected_draw  # the global NumPy stream training draws from is untouched
+    assert model.training  # back in training mode
+    b = heldout_loss(objective, audio, batches, 16000, 0, 7, "cpu")
+    assert a == b and math.isfinite(a["loss"]) and set(a) >= {"loss", "contrastive_loss", "diversity_loss"}
+    # another seed masks other tokens: the value is measured, not fixed
+    assert heldout_loss(objective, audio, batches, 16000, 0, 8, "cpu")["loss"] != a["loss"]
+
+
+def test_pretrain_reports_heldout_losses_without_changing_training(tmp_path):
+    m, pp, _ = tiny_params()
+    pp = dataclasses.replace(pp, steps=4, log_every=2, eval_every=3)
+    df = make_manifest(tmp_path / "wav", 8)
+    df["voice"] = ["v1", "v2"] * 4
+    train, dev = df.iloc[:6], df.iloc[6:].assign(voice=["v1", "new"])
+    plain = pretrain(m, pp, train, tmp_path / "plain", tmp_path / "ck_plain", seed=3, threads=1)
+    held = pretrain(m, pp, train, tmp_path / "held", tmp_path / "ck_held", seed=3, threads=1,
+                    heldout=heldout_sets(dev, train))
+    evals = [h for h in held["history"] if "dev_seen_loss" in h]
+    assert [h["step"] for h in evals] == [3, 4] and all("dev_unseen_loss" in h for h in evals)
+    assert held["metrics"]["final_dev_unseen_loss"] == evals[-1]["dev_unseen_loss"]
+    assert "final_dev_seen_loss" not in plain["metrics"]
+    # evaluation draws its masks from its own seed and restores the RNG: the weights are the same
+    a = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "plain").state_dict()
+    b = Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "held").state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_eval_every_is_validated():
+    from s6damon.config.model import PretrainParams
+    from s6damon.config.schema import ParamsError, build
+
+    with pytest.raises(ParamsError, match="pretrain.eval_every"):
+        build(PretrainParams, {"eval_every": -1}, "pretrain")

@@ -106,6 +106,8 @@ class PretrainParams:
         "conv", help="positional convolution of the training forward pass (as finetune.pos_conv): auto = fft "
                      "on a CPU, else conv")
     log_every: int = param(20, minimum=1, help="steps between history entries")
+    eval_every: int = param(200, minimum=0, help="steps between SSL losses on the dev split's audio (its voices "
+                                                 "seen and unseen in the pool, apart) and at the end; 0 = never")
     checkpoint_every: int = param(200, minimum=1, help="steps between resumable checkpoints")
     progress: bool = param(True, help="show tqdm progress bars")
     hubert: HubertParams = param(HubertParams(), help="settings of objective hubert (unused by wav2vec2)")

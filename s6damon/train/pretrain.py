@@ -7,13 +7,19 @@ utterance (``_sample_negative_indices``); a diversity term keeps the Gumbel-soft
 in use. Loss is normalised per masked token. The masked-prediction objective (``hubert``)
 lives in :mod:`s6damon.ssl.hubert`; :func:`pretrain` runs either with the same model,
 optimiser, batches and masking (:class:`SSLObjective` holds what differs).
+
+Every ``pretrain.eval_every`` steps the objective's loss is also measured on held-out audio
+(:func:`heldout_loss`; the flow passes the dev split, divided by whether its voices are in the
+pool): a falling training loss says the model fits the pool, the held-out losses say whether
+that carries to other utterances of the same voices and to voices it never heard.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +34,7 @@ from s6damon.model.factory import build_config, count_parameters, load_pretraini
 from s6damon.model.vocab import build_tokenizer
 from s6damon.train import checkpoint as ck
 from s6damon.train import distributed as dd
-from s6damon.train.data import SAMPLE_RATE, AudioSet, Batch
+from s6damon.train.data import SAMPLE_RATE, AudioSet, Batch, bucket_batches
 from s6damon.train.evaluate import model_inputs
 from s6damon.train.loop import LoopConfig, run_loop
 from s6damon.train.precision import training_forward
@@ -138,8 +144,66 @@ def contrastive_objective(model: Wav2Vec2ForPreTraining, p: PretrainParams) -> S
     return SSLObjective(model, step, ("loss", "contrastive_loss", "diversity_loss", "codevector_perplexity"))
 
 
+def heldout_sets(dev: pd.DataFrame, pool: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Held-out audio for the SSL loss, by whether its voice is in the pretraining pool.
+
+    ``dev_seen``: rows whose voice (the ``voice`` column where both manifests have one,
+    else ``speaker``) the pool holds; ``dev_unseen``: the others. Empty sets are left out.
+    """
+    key = "voice" if "voice" in dev.columns and "voice" in pool.columns else "speaker"
+    seen = dev[key].isin(set(pool[key]))
+    sets = {"dev_seen": dev[seen], "dev_unseen": dev[~seen]}
+    return {name: rows.reset_index(drop=True) for name, rows in sets.items() if len(rows)}
+
+
+def heldout_loss(objective: SSLObjective, data: AudioSet, batches: Sequence[Sequence[int]], max_samples: int,
+                 step: int, seed: int, device: torch.device | str,
+                 forward: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+                 ) -> dict[str, float]:
+    """The objective's logged values on held-out audio, averaged over ``batches`` weighted by
+    their audio seconds.
+
+    The model runs in eval mode (no dropout; the quantiser takes its argmax codewords), and
+    the masks and negatives come from ``seed`` (HF draws them from NumPy's global RNG, which
+    is restored afterwards, so training draws the same as without evaluation): every
+    evaluation scores the same positions, so the values of one run, and of runs of one
+    corpus, compare.
+
+    Args:
+        objective: the run's objective (its ``net`` is evaluated).
+        data: the held-out waveforms.
+        batches: row positions per batch (e.g. :func:`s6damon.train.data.bucket_batches`).
+        max_samples: longer waveforms are cropped to their start.
+        step: the training step (the contrastive objective's Gumbel temperature).
+        seed: seeds the masks and negatives.
+        device: where the batches go.
+        forward: context of the forward pass (the training run's precision and kernels).
+    """
+    net = objective.net
+    was_training = net.training
+    rng_state = np.random.get_state()
+    np.random.seed(seed)
+    sums: dict[str, float] = {}
+    seconds = 0.0
+    net.eval()
+    try:
+        with torch.no_grad():
+            for rows in batches:
+                batch = data.batch(list(rows), max_samples).to(device)
+                with forward():
+                    _, logs = objective.step(net, batch, step)
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * batch.seconds
+                seconds += batch.seconds
+    finally:
+        np.random.set_state(rng_state)
+        net.train(was_training)
+    return {k: v / seconds for k, v in sums.items()} if seconds else {}
+
+
 def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: str | Path, ckpt_dir: str | Path,
-             seed: int, threads: int, *, init: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
+             seed: int, threads: int, *, init: str | Path | None = None, stop_at: int | None = None,
+             heldout: dict[str, pd.DataFrame] | None = None) -> dict[str, Any]:
     """Pretrain a wav2vec 2.0 model with ``p.objective`` and save it as a HF folder.
 
     Args:
@@ -156,12 +220,16 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
         threads: torch intra-op threads.
         init: optional wav2vec2 folder to continue pretraining from.
         stop_at: stop after this step as if killed (tests); nothing is saved to ``out_dir``.
+        heldout: named held-out manifests (e.g. :func:`heldout_sets`) scored with
+            :func:`heldout_loss` every ``p.eval_every`` steps and at the end; their values
+            enter the history as ``<name>_<key>``.
 
     Returns:
         ``{"history", "metrics", "stopped_early"}``: the objective's losses per logging step
         (contrastive: loss, contrastive and diversity loss per masked token, codebook
-        perplexity; hubert: loss and masked/unmasked cluster accuracy); metrics with the
-        objective, the final values, wall time and audio seconds per second.
+        perplexity; hubert: loss and masked/unmasked cluster accuracy) and the held-out
+        values at evaluation steps; metrics with the objective, the final values (training
+        and held-out: ``final_<name>_<key>``), wall time and audio seconds per second.
     """
     torch.set_num_threads(threads)
     env = dd.setup(m.device)
@@ -190,18 +258,40 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
     def batch_fn(rows: list[int], step: int) -> Batch:
         return data.batch(rows, max_samples, np.random.default_rng([seed, step, env.rank]), p.speed_perturb)
 
+    def forward() -> contextlib.AbstractContextManager:
+        return training_forward(model, env.device, precision, kernel, pos_conv)
+
     def step_fn(net: torch.nn.Module, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        with training_forward(model, env.device, precision, kernel, pos_conv):
+        with forward():
             return objective.step(net, batch, step)
 
+    # held-out sets in memory once; batches in duration order (no rng): the same every time
+    held = {name: (AudioSet(rows), bucket_batches(np.minimum(rows["duration"].to_numpy(float), p.max_seconds),
+                                                  p.batch_seconds))
+            for name, rows in (heldout or {}).items() if len(rows)}
+
+    def evaluate(net: torch.nn.Module, step: int, state: dict[str, Any]) -> dict[str, float] | None:
+        if not held or p.eval_every == 0 or not (step % p.eval_every == 0 or step == p.steps):
+            return None
+        out: dict[str, float] = {}
+        for name, (audio, batches) in held.items():
+            logs = heldout_loss(objective, audio, batches, max_samples, step, seed, env.device, forward)
+            out.update({f"{name}_{k}": dd.mean(v, env) for k, v in logs.items()})
+        return out
+
     res = run_loop(objective.net, data, loop_config(p, f"pretrain ({p.objective})"), step_fn, env, ckpt_dir,
-                   fp, seed, batch_fn=batch_fn, stop_at=stop_at)
+                   fp, seed, batch_fn=batch_fn, hooks=[evaluate], stop_at=stop_at)
     last = res.history[-1] if res.history else {}
+    final_heldout = {}
+    for name in held:
+        entries = [h for h in res.history if f"{name}_loss" in h]
+        if entries:
+            final_heldout.update({f"final_{name}_{k}": entries[-1].get(f"{name}_{k}") for k in objective.final})
     metrics = {
         "objective": p.objective, "steps": res.steps_done, "resumed_from": res.resumed_from,
         "train_seconds": round(res.seconds, 2), "audio_seconds_per_second": round(res.throughput, 2),
         "train_audio_minutes": round(float(train["duration"].sum()) / 60, 2), "parameters": count_parameters(model),
-        **objective.stats, **{f"final_{k}": last.get(k) for k in objective.final}, "world_size": env.world_size,
+        **objective.stats, **{f"final_{k}": last.get(k) for k in objective.final}, **final_heldout, "world_size": env.world_size,
         "precision": precision, "attention": kernel, "pos_conv": pos_conv,
     }
     if not res.stopped_early and env.is_main:
