@@ -34,6 +34,13 @@ from s6damon.ssl.hubert import target_report  # noqa: E402
 from s6damon.train.pretrain import heldout_sets, pretrain  # noqa: E402
 
 
+def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
+    """``manifest``'s rows of ``split`` with absolute paths (prepare's are relative to the repository root)."""
+    rows = manifest[manifest["split"] == split].copy()
+    rows["path"] = [str(Path(p).resolve()) for p in rows["path"]]
+    return rows
+
+
 def pool_rows(manifests: list[Path], evals: pd.DataFrame) -> pd.DataFrame:
     """Train rows of ``manifests`` (absolute paths), without evaluation texts or the voices
     only the evaluation splits have (the unseen test and dev voices)."""
@@ -75,14 +82,12 @@ def main() -> None:
     print(f"pool: {len(pool)} utterances, {pool['duration'].sum() / 3600:.2f} h")
     print(hours.to_string())
     evals = io.read_parquet(args.eval)
-    dev = evals[evals["split"] == "dev"].copy()
-    dev["path"] = [str(Path(p).resolve()) for p in dev["path"]]
+    dev = split_rows(evals, "dev")
     res = pretrain(model_params, recipe, pool, args.out / "model", args.out / "ckpt", params.seed, params.threads,
                    heldout=heldout_sets(dev, pool))
     targets = None
     if recipe.objective == "hubert":
-        test = evals[evals["split"] == "test"].copy()
-        test["path"] = [str(Path(p).resolve()) for p in test["path"]]
+        test = split_rows(evals, "test")
         targets = target_report(args.out / "model", {"pool": pool, "test": test},
                                 io.read_parquet(args.eval.parent / "truth_phones.parquet"))
     io.write_json(args.out / "summary.json", {

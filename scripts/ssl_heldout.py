@@ -20,7 +20,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -28,8 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
-from s6damon.train.data import AudioSet, bucket_batches  # noqa: E402
-from s6damon.train.pretrain import build_pretraining_model, contrastive_objective, heldout_loss, heldout_sets  # noqa: E402
+from s6damon.train.data import SAMPLE_RATE  # noqa: E402
+from s6damon.train.pretrain import (  # noqa: E402
+    build_pretraining_model,
+    contrastive_objective,
+    heldout_audio,
+    heldout_loss,
+    heldout_sets,
+)
 
 
 def eval_sets(manifest: pd.DataFrame, train_sample: int, seed: int) -> dict[str, pd.DataFrame]:
@@ -56,10 +61,8 @@ def main() -> None:
     p = params.pretrain
     manifest = io.read_parquet(args.manifest)
     manifest["path"] = [str(Path(x).resolve()) for x in manifest["path"]]
-    sets = {name: (AudioSet(rows), bucket_batches(np.minimum(rows["duration"].to_numpy(float), p.max_seconds),
-                                                  p.batch_seconds))
-            for name, rows in eval_sets(manifest, args.train_sample, params.seed).items()}
-    max_samples = int(p.max_seconds * 16000)
+    sets = {name: heldout_audio(rows, p) for name, rows in eval_sets(manifest, args.train_sample, params.seed).items()}
+    max_samples = int(p.max_seconds * SAMPLE_RATE)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for folder in args.models:
         model = build_pretraining_model(params.model, p, folder)  # the recipe's masking and negatives

@@ -16,9 +16,9 @@ that carries to other utterances of the same voices and to voices it never heard
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
-import contextlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -156,6 +156,13 @@ def heldout_sets(dev: pd.DataFrame, pool: pd.DataFrame) -> dict[str, pd.DataFram
     return {name: rows.reset_index(drop=True) for name, rows in sets.items() if len(rows)}
 
 
+def heldout_audio(rows: pd.DataFrame, p: PretrainParams) -> tuple[AudioSet, list[list[int]]]:
+    """``rows``' waveforms in memory and their batches for :func:`heldout_loss`: in duration
+    order (no rng), the same every time, sized like ``p``'s training batches."""
+    durations = np.minimum(rows["duration"].to_numpy(float), p.max_seconds)
+    return AudioSet(rows), bucket_batches(durations, p.batch_seconds)
+
+
 def heldout_loss(objective: SSLObjective, data: AudioSet, batches: Sequence[Sequence[int]], max_samples: int,
                  step: int, seed: int, device: torch.device | str,
                  forward: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
@@ -265,10 +272,7 @@ def pretrain(m: ModelParams, p: PretrainParams, train: pd.DataFrame, out_dir: st
         with forward():
             return objective.step(net, batch, step)
 
-    # held-out sets in memory once; batches in duration order (no rng): the same every time
-    held = {name: (AudioSet(rows), bucket_batches(np.minimum(rows["duration"].to_numpy(float), p.max_seconds),
-                                                  p.batch_seconds))
-            for name, rows in (heldout or {}).items() if len(rows)}
+    held = {name: heldout_audio(rows, p) for name, rows in (heldout or {}).items() if len(rows)}
 
     def evaluate(net: torch.nn.Module, step: int, state: dict[str, Any]) -> dict[str, float] | None:
         if not held or p.eval_every == 0 or not (step % p.eval_every == 0 or step == p.steps):
