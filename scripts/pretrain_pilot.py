@@ -49,10 +49,7 @@ def pool_rows(manifests: list[Path], evals: pd.DataFrame) -> pd.DataFrame:
     eval_voices = set(held["voice"]) - set(evals.loc[evals["split"] == "train", "voice"])
     frames = []
     for m in manifests:
-        df = io.read_parquet(m)
-        df = df[df["split"] == "train"].copy()
-        # prepare's manifests hold paths relative to the repository root, where this runs
-        df["path"] = [str(Path(p).resolve()) for p in df["path"]]
+        df = split_rows(io.read_parquet(m), "train")
         missing = [p for p in df["path"] if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(f"{m}: {len(missing)} audio files missing, e.g. {missing[0]}")
