@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -142,3 +144,30 @@ def test_ssl_heldout_sets_take_a_fixed_train_sample_and_split_dev_by_voice():
     assert len(sets["train_sample"]) == 3 and set(sets["train_sample"]["split"]) == {"train"}
     assert list(eval_sets(manifest, 3, seed=1)["train_sample"]["utt_id"]) == list(sets["train_sample"]["utt_id"])
     assert list(sets["dev_seen"]["utt_id"]) == ["u5"] and list(sets["dev_unseen"]["utt_id"]) == ["u6"]
+
+
+def test_augment_shift_measures_the_detectors_decisions_on_augmented_audio():
+    from salad_augment_shift import augment_shift
+
+    from s6damon.config.model import AugmentParams
+    from s6damon.salad.backbone import extract_features
+    from s6damon.salad.detector import SaliencyDetector, predict_proba
+    from tests.export_models import tiny_ctc
+
+    model, _ = tiny_ctc()
+    torch.manual_seed(0)
+    det = SaliencyDetector(model.config.conv_dim[-1], hidden=8, kernel_size=3, num_layers=1).eval()
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(n).astype(np.float32) for n in (8000, 12000)]
+    with torch.no_grad():  # a threshold at the median, so about half the tokens are dropped
+        feats, lengths = extract_features(model, torch.from_numpy(waves[1])[None])
+        thr = float(predict_proba(det, feats, lengths).median())
+    # no augmentation: the same audio, so the same choices
+    same = augment_shift(model, det, thr, "threshold", waves, AugmentParams())
+    assert same["agreement"] == 1.0 and same["drop_clean"] == same["drop_augmented"]
+    assert same["utterances"] == 2 and same["tokens"] > 0
+    # a strong equaliser on every utterance (probability ignored) changes some choices
+    eq = AugmentParams(eq_prob=0.01, eq_bands=3, eq_gain_db=30.0)
+    moved = augment_shift(model, det, thr, "threshold", waves, eq)
+    assert moved["drop_clean"] == same["drop_clean"]
+    assert moved["min_agreement"] <= moved["agreement"] < 1.0
