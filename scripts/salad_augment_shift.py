@@ -43,7 +43,8 @@ from s6damon.train.data import load_audio, normalise_wave  # noqa: E402
 @torch.no_grad()
 def detector_keep(model: torch.nn.Module, detector: SaliencyDetector, threshold: float, rule: str,
                   wave: np.ndarray) -> np.ndarray:
-    """``(T,)`` keep-mask the detector gives one utterance (as the dropping model computes it)."""
+    """``(T,)`` keep-mask the detector gives one utterance: the dropping model's detector path
+    (conv features, detector, its drop rule) in float32, without the dropping model's guard."""
     x = torch.from_numpy(normalise_wave(wave)).float()[None]
     feats, lengths = extract_features(model, x)
     probs = predict_proba(detector, feats, lengths).float()
