@@ -35,29 +35,29 @@ from s6damon.config import load_params  # noqa: E402
 from s6damon.config.model import AugmentParams  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.salad.backbone import extract_features  # noqa: E402
-from s6damon.salad.detector import SaliencyDetector, keep_from_probs, load_detector, predict_proba  # noqa: E402
+from s6damon.salad.detector import SaliencyDetector, load_detector, predict_proba  # noqa: E402
 from s6damon.train.augment import WaveAugmenter  # noqa: E402
 from s6damon.train.data import load_audio, normalise_wave  # noqa: E402
 
 
 @torch.no_grad()
-def detector_keep(model: torch.nn.Module, detector: SaliencyDetector, threshold: float, rule: str,
+def detector_keep(model: torch.nn.Module, detector: SaliencyDetector, threshold: float,
                   wave: np.ndarray) -> np.ndarray:
     """``(T,)`` keep-mask the detector gives one utterance: the dropping model's detector path
     (conv features, detector, its drop rule) in float32, without the dropping model's guard."""
     x = torch.from_numpy(normalise_wave(wave)).float()[None]
     feats, lengths = extract_features(model, x)
     probs = predict_proba(detector, feats, lengths).float()
-    return keep_from_probs(probs, lengths, threshold, rule=rule)[0, : int(lengths[0])].numpy()
+    return detector.keep_mask(probs, lengths, threshold)[0, : int(lengths[0])].numpy()
 
 
-def augment_shift(model: torch.nn.Module, detector: SaliencyDetector, threshold: float, rule: str,
+def augment_shift(model: torch.nn.Module, detector: SaliencyDetector, threshold: float,
                   waves: Sequence[np.ndarray], augment: AugmentParams, seed: int = 0) -> dict[str, float]:
     """Detector decisions on clean against augmented audio.
 
     Args:
         model: the CTC model whose conv encoder feeds the detector.
-        detector, threshold, rule: the SALAD detector, its threshold and drop rule.
+        detector, threshold: the SALAD detector (its drop rule included) and its threshold.
         waves: clean 16 kHz utterances.
         augment: the augmentation; each part with a non-zero probability is applied to every
             utterance.
@@ -72,8 +72,8 @@ def augment_shift(model: torch.nn.Module, detector: SaliencyDetector, threshold:
     augmenter, rng = WaveAugmenter(always), np.random.default_rng(seed)
     clean, augmented, per_utt = [], [], []
     for wave in waves:
-        a = detector_keep(model, detector, threshold, rule, wave)
-        b = detector_keep(model, detector, threshold, rule, augmenter(wave, rng))
+        a = detector_keep(model, detector, threshold, wave)
+        b = detector_keep(model, detector, threshold, augmenter(wave, rng))
         clean.append(a)
         augmented.append(b)
         per_utt.append(float((a == b).mean()))
@@ -100,7 +100,7 @@ def main() -> None:
     detector, thresholds, _ = load_detector(detector_path(args.source))
     if args.ratio not in thresholds:
         raise SystemExit(f"the {args.source} detector has no threshold for {args.ratio}: {sorted(thresholds)}")
-    result = augment_shift(model, detector, thresholds[args.ratio], detector.drop_rule,
+    result = augment_shift(model, detector, thresholds[args.ratio],
                            [load_audio(p) for p in rows.path], params.salad.finetune.augment, seed=params.seed)
     print(json.dumps({"source": args.source, "ratio": args.ratio, "rule": detector.drop_rule, **result}, indent=1))
 

@@ -163,11 +163,11 @@ def test_augment_shift_measures_the_detectors_decisions_on_augmented_audio():
         feats, lengths = extract_features(model, torch.from_numpy(waves[1])[None])
         thr = float(predict_proba(det, feats, lengths).median())
     # no augmentation: the same audio, so the same choices
-    same = augment_shift(model, det, thr, "threshold", waves, AugmentParams())
+    same = augment_shift(model, det, thr, waves, AugmentParams())
     assert same["agreement"] == 1.0 and same["drop_clean"] == same["drop_augmented"]
     assert same["utterances"] == 2 and same["tokens"] > 0
     # a strong equaliser on every utterance (probability ignored) changes some choices
     eq = AugmentParams(eq_prob=0.01, eq_bands=3, eq_gain_db=30.0)
-    moved = augment_shift(model, det, thr, "threshold", waves, eq)
+    moved = augment_shift(model, det, thr, waves, eq)
     assert moved["drop_clean"] == same["drop_clean"]
     assert moved["min_agreement"] <= moved["agreement"] < 1.0
