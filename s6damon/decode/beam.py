@@ -21,21 +21,27 @@ from s6damon import io
 from s6damon.model.factory import unwrap
 from s6damon.model.vocab import PAD, UNK
 from s6damon.text import LETTERS, WORD_DELIMITER
-from s6damon.train.data import AudioSet, bucket_batches
+from s6damon.train.data import AudioSet, bucket_batches, perturb_speed
 from s6damon.train.evaluate import model_inputs, score
 
 
 @torch.no_grad()
 def emissions(model: torch.nn.Module, df: pd.DataFrame, batch_seconds: float = 120.0,
-              progress: bool = False) -> list[torch.Tensor]:
-    """CTC log-probabilities ``(T_i, vocab)`` of every row of ``df``, in its row order."""
+              progress: bool = False, warp: float = 1.0) -> list[torch.Tensor]:
+    """CTC log-probabilities ``(T_i, vocab)`` of every row of ``df``, in its row order.
+
+    ``warp`` != 1 resamples each waveform first (:func:`s6damon.train.data.perturb_speed`:
+    > 1 shorter and higher, < 1 longer and lower), as test-time warping does
+    (:mod:`s6damon.decode.warp`).
+    """
     inner = unwrap(model)
     was_training = inner.training
     inner.eval()
     data = AudioSet(df, preload=False)
     out: dict[int, torch.Tensor] = {}
-    for rows in tqdm(bucket_batches(data.durations, batch_seconds), desc="emissions", disable=not progress):
-        batch = data.batch(rows)
+    augment = None if abs(warp - 1.0) < 1e-9 else (lambda w: perturb_speed(w, warp))
+    for rows in tqdm(bucket_batches(data.durations / warp, batch_seconds), desc="emissions", disable=not progress):
+        batch = data.batch(rows, augment=augment)
         result = inner(**model_inputs(inner, batch))
         lengths = getattr(result, "lengths", None)
         if lengths is None:
