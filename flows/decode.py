@@ -9,7 +9,8 @@ also occur in a tuned or scored split are left out; ``decode.lm_path`` may name 
 KenLM/ARPA file instead), writes it with the lexicon to ``data/decode/``, computes each
 model's CTC emissions once per split, chooses ``lm_weight`` and ``word_score`` on
 ``decode.tune_split`` for each model, and scores ``decode.splits`` greedy and with the beam
-search. Writes ``metrics/decode.json``, ``reports/decode.md`` and every hypothesis to
+search — once on the plain input and once with test-time warping (posteriors averaged over
+``decode.warp_factors``; tuned separately). Writes ``metrics/decode.json``, ``reports/decode.md`` and every hypothesis to
 ``data/decode/hyps.parquet``.
 """
 
@@ -30,6 +31,21 @@ OUT = Path("data/decode")
 COLUMNS = ("model", "split", "decoder", "wer", "cer", "utterances", "oov_rate")
 
 
+def _emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int,
+               factors: list[float]) -> dict:
+    """One split's emissions, averaged over the warp ``factors`` (the plain ones for ``[1.0]``),
+    with greedy hypotheses read from them."""
+    from s6damon.decode.warp import averaged, greedy_text
+
+    per = [T.model_emissions(model_dir, manifest, split, batch_seconds, threads, f) for f in factors]
+    if factors == [1.0]:
+        return per[0]
+    em = dict(per[0])
+    em["logps"] = averaged([e["logps"] for e in per], factors)
+    em["greedy"] = [greedy_text(lp, em["tokenizer"]) for lp in em["logps"]]
+    return em
+
+
 @flow(name="decode")
 def decode(params_path: str = "params.yaml") -> dict:
     """Greedy vs. lexicon + n-gram LM beam search for every model in ``decode.models``."""
@@ -44,23 +60,27 @@ def decode(params_path: str = "params.yaml") -> dict:
     folders = T.model_folders(list(p.models))
     if not folders:
         raise FileNotFoundError(f"decode.models: no model folder matches {list(p.models)} (have their stages run?)")
+    warps = [float(f) for f in p.warp_factors]
+    # (suffix of the decoder names, factors averaged): the plain input, then test-time warping
+    variants = [("", [1.0])] + ([("_warp", warps)] if len(warps) > 1 else [])
     rows, tuned, hyps = [], {}, []
     for name, model_dir in folders:
-        dev = T.model_emissions(model_dir, manifest, p.tune_split, p.batch_seconds, params.threads)
-        settings, grid = tune(dev["tokens"], lm["lexicon"], lm["lm"], dev["logps"], dev["ref"], list(p.lm_weights),
-                              list(p.word_scores), p.beam_size, p.beam_threshold, p.jobs)
-        tuned[name] = {"lm_weight": settings.lm_weight, "word_score": settings.word_score,
-                       f"{p.tune_split}_wer": min(g["wer"] for g in grid), "grid": grid}
-        decoder = BeamDecoder(dev["tokens"], lm["lexicon"], lm["lm"], settings)
-        for split in p.splits:
-            em = T.model_emissions(model_dir, manifest, split, p.batch_seconds, params.threads)
-            beam = decoder.decode_all(em["logps"])
-            oov = oov_rate(em["ref"], vocab)
-            for dec, hyp in (("greedy", em["greedy"]), ("beam_lm", beam)):
-                s = score(pd.DataFrame({"ref": em["ref"], "hyp": hyp}))
-                rows.append({"model": name, "split": split, "decoder": dec, **s, "oov_rate": oov})
-                hyps.append(pd.DataFrame({"model": name, "split": split, "decoder": dec, "utt_id": em["utt_id"],
-                                          "ref": em["ref"], "hyp": hyp}))
+        for suffix, factors in variants:
+            dev = _emissions(model_dir, manifest, p.tune_split, p.batch_seconds, params.threads, factors)
+            settings, grid = tune(dev["tokens"], lm["lexicon"], lm["lm"], dev["logps"], dev["ref"],
+                                  list(p.lm_weights), list(p.word_scores), p.beam_size, p.beam_threshold, p.jobs)
+            tuned[name + suffix] = {"lm_weight": settings.lm_weight, "word_score": settings.word_score,
+                                    f"{p.tune_split}_wer": min(g["wer"] for g in grid), "grid": grid}
+            decoder = BeamDecoder(dev["tokens"], lm["lexicon"], lm["lm"], settings)
+            for split in p.splits:
+                em = _emissions(model_dir, manifest, split, p.batch_seconds, params.threads, factors)
+                beam = decoder.decode_all(em["logps"])
+                oov = oov_rate(em["ref"], vocab)
+                for dec, hyp in (("greedy" + suffix, em["greedy"]), ("beam_lm" + suffix, beam)):
+                    s = score(pd.DataFrame({"ref": em["ref"], "hyp": hyp}))
+                    rows.append({"model": name, "split": split, "decoder": dec, **s, "oov_rate": oov})
+                    hyps.append(pd.DataFrame({"model": name, "split": split, "decoder": dec,
+                                              "utt_id": em["utt_id"], "ref": em["ref"], "hyp": hyp}))
     io.write_parquet(OUT / "hyps.parquet", pd.concat(hyps, ignore_index=True))
     lm_info = {k: v for k, v in lm.items() if k not in ("lm", "lexicon")}
     metrics = {"results": rows, "tuned": tuned, "lm": lm_info, "beam_size": p.beam_size,

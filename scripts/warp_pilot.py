@@ -1,10 +1,12 @@
-"""Measure test-time warping (:mod:`s6damon.decode.warp`) on a CTC model folder.
+"""Measure test-time warping (:mod:`s6damon.decode.warp`) on a CTC model folder, greedy.
 
-For each split: greedy WER at every fixed factor, with the factor chosen per utterance and
-per speaker by each confidence criterion, and the per-utterance oracle (the factor with the
-fewest word errors: an upper bound no transcript-free choice reaches), per voice; the paired
-bootstrap of each choice against no warp. Writes ``<out>/warp.json`` and the chosen
-hypotheses as ``<out>/hyps_<split>_<criterion>_<scope>.parquet``.
+For each split: WER at every fixed factor; the posteriors averaged over each ``--average``
+set of factors (what the decode stage does); one factor chosen per utterance and per speaker
+by each confidence criterion (:data:`CRITERIA`; the VTLN-like alternative, not adopted);
+and the per-utterance oracle (the factor with the fewest word errors: an upper bound no
+transcript-free choice reaches, flattered by picking the best of several noisy readings).
+Per voice, with the paired bootstrap against no warp. Writes ``<out>/warp.json`` and each
+variant's hypotheses as ``<out>/hyps_<split>_<variant>.parquet``.
 
 Usage::
 
@@ -24,9 +26,62 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s6damon.decode.warp import CRITERIA, choose, confidence, greedy_text, warp_factors, warped_emissions  # noqa: E402
+from s6damon.decode.warp import averaged, greedy_text, warped_emissions  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, word_errors  # noqa: E402
+
+
+#: Scores of a ``(T, vocab)`` log-probability matrix; higher = the model is surer.
+#: ``max_logp``: mean over frames of the best token's log-probability.
+#: ``speech_max_logp``: the same over frames whose best token is not the blank (blank frames
+#: in pauses are easy at every factor and dilute the score).
+#: ``neg_entropy``: minus the mean entropy of the frame posteriors.
+CRITERIA = ("max_logp", "speech_max_logp", "neg_entropy")
+
+
+def confidence(logp: torch.Tensor, criterion: str = "max_logp", blank: int = 0) -> float:
+    """How sure a CTC model is of one utterance's ``(T, vocab)`` log-probabilities.
+
+    ``-inf`` for an empty utterance, and for ``speech_max_logp`` when every frame's best
+    token is the blank.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown warp criterion {criterion!r}; expected one of {list(CRITERIA)}")
+    if logp.shape[0] == 0:
+        return float("-inf")
+    logp = logp.float()
+    best, ids = logp.max(dim=-1)
+    if criterion == "max_logp":
+        return float(best.mean())
+    if criterion == "speech_max_logp":
+        speech = ids != blank
+        return float(best[speech].mean()) if bool(speech.any()) else float("-inf")
+    return float((logp.exp() * logp).sum(-1).mean())
+
+
+def choose(scores: np.ndarray, groups: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+    """The factor index each utterance decodes at, from ``(n_factors, n_utterances)`` scores.
+
+    With ``groups`` (e.g. speakers) every utterance of a group gets the factor with the best
+    ``weights``-weighted mean score over the group (an utterance without a finite score at a
+    factor does not count there). Ties go to the earlier factor.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if groups is None:
+        return np.argmax(scores, axis=0)
+    groups = np.asarray(groups)
+    if len(groups) != scores.shape[1]:
+        raise ValueError(f"{len(groups)} group labels for {scores.shape[1]} utterances")
+    w = np.ones(scores.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    out = np.zeros(scores.shape[1], dtype=np.int64)
+    for g in pd.unique(groups):
+        members = groups == g
+        s = scores[:, members]
+        finite = np.isfinite(s)
+        mean = (np.where(finite, s, 0.0) * w[members]).sum(1) / np.maximum((finite * w[members]).sum(1), 1e-12)
+        mean[~finite.any(1)] = -np.inf
+        out[members] = int(np.argmax(mean))
+    return out
 
 
 def per_voice(df: pd.DataFrame, speakers: np.ndarray) -> dict[str, float]:
@@ -38,9 +93,9 @@ def main() -> None:
     ap.add_argument("--model", default="models/finetuned")
     ap.add_argument("--manifest", default="data/corpus/manifest.parquet")
     ap.add_argument("--splits", nargs="+", default=["dev", "test", "test_open"])
-    ap.add_argument("--low", type=float, default=0.8)
-    ap.add_argument("--high", type=float, default=1.2)
-    ap.add_argument("--n", type=int, default=9)
+    ap.add_argument("--factors", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2])
+    ap.add_argument("--average", nargs="+", default=["0.95,1.0,1.05", "0.9,0.95,1.0,1.05,1.1", "0.85,0.9,0.95,1.0,1.05,1.1,1.15"],
+                    help="comma-separated factor sets whose posteriors are averaged (each within --factors)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -48,7 +103,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, tok = load_ctc_model(args.model)
-    factors = warp_factors(args.low, args.high, args.n)
+    factors = sorted({float(f) for f in args.factors} | {1.0})
     k1 = factors.index(1.0)
     manifest = pd.read_parquet(args.manifest)
     report: dict = {"model": args.model, "factors": factors}
@@ -70,6 +125,15 @@ def main() -> None:
             scores = np.array([[confidence(lp, c) for lp in per] for per in logps])
             choices[f"{c}_utterance"] = choose(scores)
             choices[f"{c}_speaker"] = choose(scores, speakers, frames)
+        for spec in args.average:
+            subset = [float(f) for f in spec.split(",")]
+            avg = averaged([logps[factors.index(f)] for f in subset], subset)
+            d = pd.DataFrame({"utt_id": df["utt_id"], "ref": refs, "hyp": [greedy_text(lp, tok) for lp in avg]})
+            d.to_parquet(out / f"hyps_{split}_average_{len(subset)}.parquet")
+            rep["chosen"][f"average {spec}"] = {
+                "wer": round(score(d)["wer"], 4), "cer": round(score(d)["cer"], 4),
+                "vs_no_warp": {k: round(v, 4) for k, v in paired_bootstrap(base, d).items()},
+                "per_voice": per_voice(d, speakers)}
         for name, idx in choices.items():
             d = pd.DataFrame({"utt_id": df["utt_id"], "ref": refs, "hyp": [hyps[int(k)][i] for i, k in enumerate(idx)]})
             d.to_parquet(out / f"hyps_{split}_{name}.parquet")

@@ -64,18 +64,21 @@ def build_lm(manifest: Path, p: DecodeParams, out_dir: Path) -> dict[str, Any]:
 
 
 @task(cache_policy=content_cache(*DECODE_CODE), persist_result=True)
-def model_emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int) -> dict[str, Any]:
-    """CTC log-probabilities of every utterance of one split, with its refs and greedy hyps."""
+def model_emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int,
+                    warp: float = 1.0) -> dict[str, Any]:
+    """CTC log-probabilities of every utterance of one split (its audio resampled by ``warp``),
+    with its refs and greedy hyps."""
     import torch
 
     from s6damon.decode.beam import folder_emissions
+    from s6damon.decode.warp import greedy_text
 
     torch.set_num_threads(threads)
     df = _split(manifest, split)
-    logps, tok = folder_emissions(model_dir, df, batch_seconds)
-    greedy = [tok.decode(lp.argmax(-1).tolist()).strip() for lp in logps]
+    logps, tok = folder_emissions(model_dir, df, batch_seconds, warp)
+    greedy = [greedy_text(lp, tok) for lp in logps]
     return {"utt_id": list(df["utt_id"].astype(str)), "ref": list(df["text"].astype(str)), "greedy": greedy,
-            "logps": logps, "tokens": tok.convert_ids_to_tokens(list(range(len(tok))))}
+            "logps": logps, "tokens": tok.convert_ids_to_tokens(list(range(len(tok)))), "tokenizer": tok}
 
 
 def model_folders(patterns: list[str]) -> list[tuple[str, Path]]:

@@ -1,22 +1,65 @@
-"""Test-time warping: confidence scores, the choice per utterance and per speaker, warped emissions."""
+"""Test-time warping: posterior averaging over warped copies, and the pilot's confidence choice."""
 
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from _train_fixtures import make_manifest, tiny_params
+from s6damon.config import ParamsError
+from s6damon.config.decode import DecodeParams
 from s6damon.decode.beam import emissions
-from s6damon.decode.warp import CRITERIA, choose, confidence, greedy_text, select, warp_factors, warped_emissions
+from s6damon.decode.warp import average, averaged, check_factors, greedy_text, warped_emissions
 from s6damon.model.factory import build_ctc_model
 from s6damon.model.vocab import build_tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from warp_pilot import CRITERIA, choose, confidence  # noqa: E402
 
 
 def _logp(rows: list[list[float]]) -> torch.Tensor:
     return torch.log_softmax(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+
+def test_averaging_equal_lengths_is_the_mean_posterior():
+    a = _logp([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    b = _logp([[0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    out = average([a, b], 2)
+    torch.testing.assert_close(out.exp(), (a.exp() + b.exp()) / 2)
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(2))
+
+
+def test_a_longer_copy_is_resampled_onto_the_reference_frames():
+    # a copy at half the rate: every frame of the reference appears twice
+    ref = _logp([[5.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
+    slow = ref.repeat_interleave(2, dim=0)
+    out = average([ref, slow], 3)
+    assert out.shape == (3, 2)
+    assert out.argmax(-1).tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="cannot resample 0 frames onto 3"):
+        average([ref, ref[:0]], 3)
+
+
+def test_one_confident_copy_outvotes_two_unsure_ones():
+    unsure = _logp([[0.0, 0.3, 0.0]])     # letter 1 barely ahead
+    sure = _logp([[0.0, 0.0, 6.0]])       # letter 2 by far
+    assert average([unsure, unsure, sure], 1).argmax(-1).item() == 2
+
+
+def test_warp_factors_must_hold_the_unwarped_copy_and_are_validated_in_params():
+    assert check_factors([0.95, 1, 1.05]) == [0.95, 1.0, 1.05]
+    for bad, msg in (([0.9, 1.1], "must include 1.0"), ([1.0, 1.0], "distinct"), ([], "not empty")):
+        with pytest.raises(ValueError, match=msg):
+            check_factors(bad)
+    with pytest.raises(ParamsError, match="'decode.warp_factors'.*must include 1.0"):
+        DecodeParams(warp_factors=[0.9, 1.1]).check()
+    with pytest.raises(ValueError, match="2 emission sets for 3 warp factors"):
+        averaged([[], []], [0.95, 1.0, 1.05])
 
 
 def test_a_peaked_posterior_scores_higher_on_every_criterion():
@@ -55,14 +98,6 @@ def test_an_unscorable_utterance_does_not_decide_its_speaker():
     assert choose(scores, ["s", "s"]).tolist() == [0, 0]
 
 
-def test_warp_factors_always_hold_no_warp():
-    assert warp_factors(0.8, 1.2, 5) == [0.8, 0.9, 1.0, 1.1, 1.2]
-    assert 1.0 in warp_factors(0.85, 1.2, 4)
-    assert warp_factors(0.9, 1.1, 1) == [1.0]
-    with pytest.raises(ValueError, match="contain 1.0"):
-        warp_factors(1.05, 1.2, 3)
-
-
 def test_warped_emissions_change_length_with_the_factor_and_select_picks_per_row(tmp_path):
     torch.manual_seed(0)
     m, _, _ = tiny_params()
@@ -77,8 +112,9 @@ def test_warped_emissions_change_length_with_the_factor_and_select_picks_per_row
         assert frames[0] > frames[1] > frames[2]
         # no warp is exactly the plain emissions
         torch.testing.assert_close(out[1][i], emissions(model, df)[i])
-    chosen, idx = select(out, "max_logp")
-    for i, k in enumerate(idx):
-        assert chosen[i] is out[int(k)][i]
-        assert confidence(chosen[i]) == max(confidence(out[j][i]) for j in range(3))
-    assert isinstance(greedy_text(chosen[0], tok), str)
+    avg = averaged(out, factors)
+    assert [lp.shape[0] for lp in avg] == [lp.shape[0] for lp in out[1]]
+    assert isinstance(greedy_text(avg[0], tok), str)
+    # the pilot's per-utterance choice: the factor the model is surest of
+    scores = np.array([[confidence(lp) for lp in per] for per in out])
+    assert (choose(scores) == scores.argmax(0)).all()

@@ -28,6 +28,12 @@ class DecodeParams:
     word_scores: list[float] = param([-1.0, 0.0, 1.0], help="per-word scores tried on tune_split")
     tune_split: str = param("dev", help="split on which lm_weight and word_score are chosen (lowest WER)")
     splits: list[str] = param(["test", "test_open"], help="splits scored with the chosen settings")
+    warp_factors: list[float] = param(
+        [0.95, 1.0, 1.05], minimum=0.5, maximum=2.0,
+        help="test-time warping: resampling factors whose posteriors are averaged "
+             "(s6damon/decode/warp.py); each model and split is also scored so, greedy and with the beam "
+             "search (decoders greedy_warp, beam_lm_warp), at one forward pass per factor. Must hold 1.0; "
+             "[1.0] = off")
     batch_seconds: float = param(120.0, minimum=1.0, help="padded audio per emission batch")
     jobs: int = param(2, minimum=1, help="processes searching the tuning grid in parallel")
 
@@ -35,6 +41,12 @@ class DecodeParams:
         for key in ("models", "lm_weights", "word_scores", "splits"):
             if not getattr(self, key):
                 raise ParamsError(f"params: 'decode.{key}' must not be empty")
+        from s6damon.decode.warp import check_factors
+
+        try:
+            check_factors(self.warp_factors)
+        except ValueError as err:
+            raise ParamsError(f"params: 'decode.warp_factors': {err}") from None
         if self.tune_split in self.splits:
             raise ParamsError(f"params: 'decode.tune_split' ({self.tune_split!r}) must not be one of "
                               "'decode.splits': settings are chosen on a split that is not scored")

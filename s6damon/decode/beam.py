@@ -54,36 +54,39 @@ def emissions(model: torch.nn.Module, df: pd.DataFrame, batch_seconds: float = 1
 
 
 @torch.no_grad()
-def export_emissions(folder: str | Path, paths: Iterable[str | Path]) -> tuple[list[torch.Tensor], object]:
+def export_emissions(folder: str | Path, paths: Iterable[str | Path], warp: float = 1.0
+                     ) -> tuple[list[torch.Tensor], object]:
     """CTC log-probabilities of each audio file through an exported model, and its tokenizer.
 
     Runs the export's own inference graph (SALAD detector and token dropping included) one
-    utterance at a time, so no padding enters the result.
+    utterance at a time, so no padding enters the result. ``warp`` as in :func:`emissions`.
     """
     from s6damon.export.folder import load_exported, prepare_wave
+    from s6damon.train.data import load_audio
 
     exp = load_exported(folder)
     out = []
     for path in paths:
-        wave = torch.from_numpy(prepare_wave(path)).unsqueeze(0)
+        wave = torch.from_numpy(prepare_wave(perturb_speed(load_audio(path), warp))).unsqueeze(0)
         logits, lengths = exp.logits(wave, torch.tensor([wave.shape[1]]))
         out.append(torch.log_softmax(logits[0, : int(lengths[0])].float(), dim=-1).contiguous())
     return out, exp.tokenizer
 
 
-def folder_emissions(folder: str | Path, df: pd.DataFrame, batch_seconds: float = 120.0
+def folder_emissions(folder: str | Path, df: pd.DataFrame, batch_seconds: float = 120.0, warp: float = 1.0
                      ) -> tuple[list[torch.Tensor], object]:
     """Log-probabilities of every row of ``df`` from a model folder, and its tokenizer.
 
     An exported folder (``export.json``: pruned, maybe with a SALAD detector) runs its own
-    graph; any other folder is a CTC checkpoint (this project's or Hugging Face's).
+    graph; any other folder is a CTC checkpoint (this project's or Hugging Face's). ``warp``
+    as in :func:`emissions`.
     """
     if (Path(folder) / "export.json").is_file():
-        return export_emissions(folder, df["path"])
+        return export_emissions(folder, df["path"], warp)
     from s6damon.model.factory import load_ctc_model
 
     model, tok = load_ctc_model(folder)
-    return emissions(model, df, batch_seconds), tok
+    return emissions(model, df, batch_seconds, warp=warp), tok
 
 
 def spellable(word: str) -> bool:
