@@ -34,7 +34,8 @@ def test_every_model_split_and_decoder_is_scored(decode_run):
     metrics = json.loads((root / "metrics/decode.json").read_text())
     got = {(r["model"], r["split"], r["decoder"]) for r in metrics["results"]}
     assert got == {(m, s, d) for m in ("finetuned", "scratch") for s in ("test", "test_open")
-                   for d in ("greedy", "beam_lm")}
+                   for d in ("greedy", "beam_lm", "greedy_warp", "beam_lm_warp")}
+    assert set(metrics["tuned"]) == {"finetuned", "scratch", "finetuned_warp", "scratch_warp"}
     for r in metrics["results"]:
         assert r["wer"] >= 0.0 and 0.0 <= r["oov_rate"] <= 1.0 and r["utterances"] > 0
     for name, t in metrics["tuned"].items():
@@ -50,6 +51,30 @@ def test_greedy_rows_match_the_finetune_stage(decode_run):
     finetune = json.loads((root / "metrics/finetune.json").read_text())
     row = next(r for r in out["results"] if (r["model"], r["split"], r["decoder"]) == ("finetuned", "test", "greedy"))
     assert row["wer"] == pytest.approx(finetune["test"]["wer"])
+
+
+def test_warped_rows_decode_the_averaged_posteriors_of_the_export(decode_run):
+    """greedy_warp of the exported model = greedy reading of the mean posterior over its three
+    resampled copies, each run through the export's own graph."""
+    import pandas as pd
+
+    from s6damon import io
+    from s6damon.decode.beam import export_emissions
+    from s6damon.decode.warp import averaged, greedy_text
+    from s6damon.train.evaluate import score
+
+    root, out = decode_run
+    manifest = io.read_parquet(root / "data/corpus/manifest.parquet")
+    test = manifest[manifest["split"] == "test"].sort_values("utt_id").reset_index(drop=True)
+    factors = [0.95, 1.0, 1.05]
+    paths = [str(root / p) if not str(p).startswith("/") else p for p in test["path"]]
+    per = [export_emissions(root / "models/export/finetuned", paths, f) for f in factors]
+    assert all(slow.shape[0] > fast.shape[0] for slow, fast in zip(per[0][0], per[2][0]))
+    tok = per[1][1]
+    hyp = [greedy_text(lp, tok) for lp in averaged([p[0] for p in per], factors)]
+    row = next(r for r in out["results"]
+               if (r["model"], r["split"], r["decoder"]) == ("finetuned", "test", "greedy_warp"))
+    assert row["wer"] == pytest.approx(score(pd.DataFrame({"ref": test["text"], "hyp": hyp}))["wer"])
 
 
 def test_lm_holds_no_scored_sentence_and_kenlm_reads_it(decode_run):

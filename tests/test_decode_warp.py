@@ -98,7 +98,7 @@ def test_an_unscorable_utterance_does_not_decide_its_speaker():
     assert choose(scores, ["s", "s"]).tolist() == [0, 0]
 
 
-def test_warped_emissions_change_length_with_the_factor_and_select_picks_per_row(tmp_path):
+def test_warped_emissions_change_length_with_the_factor_and_average_onto_the_unwarped_frames(tmp_path):
     torch.manual_seed(0)
     m, _, _ = tiny_params()
     tok = build_tokenizer()
