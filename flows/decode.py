@@ -10,8 +10,8 @@ KenLM/ARPA file instead), writes it with the lexicon to ``data/decode/``, comput
 model's CTC emissions once per split, chooses ``lm_weight`` and ``word_score`` on
 ``decode.tune_split`` for each model, and scores ``decode.splits`` greedy and with the beam
 search — once on the plain input and once with test-time warping (posteriors averaged over
-``decode.warp_factors``; tuned separately). Writes ``metrics/decode.json``, ``reports/decode.md`` and every hypothesis to
-``data/decode/hyps.parquet``.
+``decode.warp_factors``; tuned separately). Writes ``metrics/decode.json``,
+``reports/decode.md`` and every hypothesis to ``data/decode/hyps.parquet``.
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ def main() -> None:
     ap.add_argument("--manifest", default="data/corpus/manifest.parquet")
     ap.add_argument("--splits", nargs="+", default=["dev", "test", "test_open"])
     ap.add_argument("--factors", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2])
-    ap.add_argument("--average", nargs="+", default=["0.95,1.0,1.05", "0.9,0.95,1.0,1.05,1.1", "0.85,0.9,0.95,1.0,1.05,1.1,1.15"],
+    ap.add_argument("--average", nargs="+",
+                    default=["0.95,1.0,1.05", "0.9,0.95,1.0,1.05,1.1", "0.85,0.9,0.95,1.0,1.05,1.1,1.15"],
                     help="comma-separated factor sets whose posteriors are averaged (each within --factors)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", required=True)
