@@ -12,9 +12,9 @@ import torch
 
 from _train_fixtures import make_manifest, tiny_params
 from s6damon.config import ParamsError
-from s6damon.config.decode import DecodeParams
+from s6damon.config.decode import DecodeParams, check_factors
 from s6damon.decode.beam import emissions
-from s6damon.decode.warp import average, averaged, check_factors, greedy_text, warped_emissions
+from s6damon.decode.warp import average, averaged, greedy_text, warped_emissions
 from s6damon.model.factory import build_ctc_model
 from s6damon.model.vocab import build_tokenizer
 

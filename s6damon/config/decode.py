@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Literal
 
 from s6damon.config.schema import ParamsError, param
@@ -41,8 +42,6 @@ class DecodeParams:
         for key in ("models", "lm_weights", "word_scores", "splits"):
             if not getattr(self, key):
                 raise ParamsError(f"params: 'decode.{key}' must not be empty")
-        from s6damon.decode.warp import check_factors
-
         try:
             check_factors(self.warp_factors)
         except ValueError as err:
@@ -50,3 +49,21 @@ class DecodeParams:
         if self.tune_split in self.splits:
             raise ParamsError(f"params: 'decode.tune_split' ({self.tune_split!r}) must not be one of "
                               "'decode.splits': settings are chosen on a split that is not scored")
+
+
+def check_factors(factors: Sequence[float]) -> list[float]:
+    """Test-time warp factors (:mod:`s6damon.decode.warp`) as floats, validated: positive,
+    distinct, 1.0 (the unwarped copy) among them. Kept here, free of torch, so loading params
+    does not import the decoder.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    out = [float(f) for f in factors]
+    if not out or any(f <= 0 for f in out):
+        raise ValueError(f"warp factors must be positive and not empty, got {list(factors)}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"warp factors must be distinct, got {list(factors)}")
+    if 1.0 not in out:
+        raise ValueError(f"warp factors must include 1.0 (the unwarped input sets the frame count), got {out}")
+    return out

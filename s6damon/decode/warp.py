@@ -24,21 +24,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-
-def check_factors(factors: Sequence[float]) -> list[float]:
-    """The factors as floats, validated: positive, distinct, 1.0 (the unwarped copy) among them.
-
-    Raises:
-        ValueError: naming what is wrong.
-    """
-    out = [float(f) for f in factors]
-    if not out or any(f <= 0 for f in out):
-        raise ValueError(f"warp factors must be positive and not empty, got {list(factors)}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"warp factors must be distinct, got {list(factors)}")
-    if 1.0 not in out:
-        raise ValueError(f"warp factors must include 1.0 (the unwarped input sets the frame count), got {out}")
-    return out
+from s6damon.config.decode import check_factors
 
 
 def average(logps: Sequence[torch.Tensor], frames: int) -> torch.Tensor:
