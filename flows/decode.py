@@ -9,9 +9,11 @@ also occur in a tuned or scored split are left out; ``decode.lm_path`` may name 
 KenLM/ARPA file instead), writes it with the lexicon to ``data/decode/``, computes each
 model's CTC emissions once per split, chooses ``lm_weight`` and ``word_score`` on
 ``decode.tune_split`` for each model, and scores ``decode.splits`` greedy and with the beam
-search — once on the plain input and once with test-time warping (posteriors averaged over
-``decode.warp_factors``; tuned separately). Writes ``metrics/decode.json``,
-``reports/decode.md`` and every hypothesis to ``data/decode/hyps.parquet``.
+search — once on the plain input, once with test-time warping (posteriors averaged over
+``decode.warp_factors``) and, for the models ``decode.adapt.models`` names, once after
+adapting the model to each utterance (``decode.adapt``), each tuned separately. Writes
+``metrics/decode.json``, ``reports/decode.md`` and every hypothesis to
+``data/decode/hyps.parquet``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from flows.cli import main
 from flows.plots import markdown_table
 from s6damon import io
 from s6damon.config import load_params
+from s6damon.config.decode import AdaptParams
 from tasks import decode as T
 
 OUT = Path("data/decode")
@@ -32,18 +35,36 @@ COLUMNS = ("model", "split", "decoder", "wer", "cer", "utterances", "oov_rate")
 
 
 def _emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int,
-               factors: list[float]) -> dict:
+               factors: list[float], adapt: AdaptParams | None = None) -> dict:
     """One split's emissions, averaged over the warp ``factors`` (the plain ones for ``[1.0]``),
-    with greedy hypotheses read from them."""
+    after adapting the model to each utterance when ``adapt`` is given, with greedy hypotheses
+    read from them."""
     from s6damon.decode.warp import averaged, greedy_text
 
-    per = [T.model_emissions(model_dir, manifest, split, batch_seconds, threads, f) for f in factors]
+    per = [T.model_emissions(model_dir, manifest, split, batch_seconds, threads, f, adapt) for f in factors]
     if factors == [1.0]:
         return per[0]
     em = dict(per[0])
     em["logps"] = averaged([e["logps"] for e in per], factors)
     em["greedy"] = [greedy_text(lp, em["tokenizer"]) for lp in em["logps"]]
     return em
+
+
+def _adapted_names(names: list[str], patterns: list[str]) -> set[str]:
+    """The decoded models that ``decode.adapt.models`` names (globs over folder names).
+
+    Raises:
+        ValueError: a pattern matches none of them (a typo would otherwise silently skip it).
+    """
+    from fnmatch import fnmatch
+
+    out: set[str] = set()
+    for pattern in patterns:
+        hit = {n for n in names if fnmatch(n, pattern)}
+        if not hit:
+            raise ValueError(f"decode.adapt.models: {pattern!r} matches none of the decoded models {names}")
+        out |= hit
+    return out
 
 
 @flow(name="decode")
@@ -61,19 +82,22 @@ def decode(params_path: str = "params.yaml") -> dict:
     if not folders:
         raise FileNotFoundError(f"decode.models: no model folder matches {list(p.models)} (have their stages run?)")
     warps = [float(f) for f in p.warp_factors]
-    # (suffix of the decoder names, factors averaged): the plain input, then test-time warping
-    variants = [("", [1.0])] + ([("_warp", warps)] if len(warps) > 1 else [])
+    adapted = _adapted_names([n for n, _ in folders], list(p.adapt.models)) if p.adapt.steps else set()
     rows, tuned, hyps = [], {}, []
     for name, model_dir in folders:
-        for suffix, factors in variants:
-            dev = _emissions(model_dir, manifest, p.tune_split, p.batch_seconds, params.threads, factors)
+        # (suffix of the decoder names, factors averaged, adaptation): the plain input, then
+        # test-time warping, then single-utterance adaptation
+        variants = [("", [1.0], None)] + ([("_warp", warps, None)] if len(warps) > 1 else [])
+        variants += [("_tta", [1.0], p.adapt)] if name in adapted else []
+        for suffix, factors, adapt in variants:
+            dev = _emissions(model_dir, manifest, p.tune_split, p.batch_seconds, params.threads, factors, adapt)
             settings, grid = tune(dev["tokens"], lm["lexicon"], lm["lm"], dev["logps"], dev["ref"],
                                   list(p.lm_weights), list(p.word_scores), p.beam_size, p.beam_threshold, p.jobs)
             tuned[name + suffix] = {"lm_weight": settings.lm_weight, "word_score": settings.word_score,
                                     f"{p.tune_split}_wer": min(g["wer"] for g in grid), "grid": grid}
             decoder = BeamDecoder(dev["tokens"], lm["lexicon"], lm["lm"], settings)
             for split in p.splits:
-                em = _emissions(model_dir, manifest, split, p.batch_seconds, params.threads, factors)
+                em = _emissions(model_dir, manifest, split, p.batch_seconds, params.threads, factors, adapt)
                 beam = decoder.decode_all(em["logps"])
                 oov = oov_rate(em["ref"], vocab)
                 for dec, hyp in (("greedy" + suffix, em["greedy"]), ("beam_lm" + suffix, beam)):

@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from s6damon import io
-from s6damon.config.decode import DecodeParams
+from s6damon.config.decode import AdaptParams, DecodeParams
 from tasks.caching import content_cache
 
 DECODE_CODE = ("s6damon/decode", "s6damon/model", "s6damon/train/data.py", "s6damon/train/evaluate.py",
@@ -65,9 +65,9 @@ def build_lm(manifest: Path, p: DecodeParams, out_dir: Path) -> dict[str, Any]:
 
 @task(cache_policy=content_cache(*DECODE_CODE), persist_result=True)
 def model_emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int,
-                    warp: float = 1.0) -> dict[str, Any]:
-    """CTC log-probabilities of every utterance of one split (its audio resampled by ``warp``),
-    with its refs and greedy hyps."""
+                    warp: float = 1.0, adapt: AdaptParams | None = None) -> dict[str, Any]:
+    """CTC log-probabilities of every utterance of one split (its audio resampled by ``warp``;
+    with ``adapt``, after adapting the model to each utterance), with its refs and greedy hyps."""
     import torch
 
     from s6damon.decode.beam import folder_emissions
@@ -75,7 +75,7 @@ def model_emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: 
 
     torch.set_num_threads(threads)
     df = _split(manifest, split)
-    logps, tok = folder_emissions(model_dir, df, batch_seconds, warp)
+    logps, tok = folder_emissions(model_dir, df, batch_seconds, warp, adapt)
     greedy = [greedy_text(lp, tok) for lp in logps]
     return {"utt_id": list(df["utt_id"].astype(str)), "ref": list(df["text"].astype(str)), "greedy": greedy,
             "logps": logps, "tokens": tok.convert_ids_to_tokens(list(range(len(tok)))), "tokenizer": tok}

@@ -34,8 +34,8 @@ def test_every_model_split_and_decoder_is_scored(decode_run):
     metrics = json.loads((root / "metrics/decode.json").read_text())
     got = {(r["model"], r["split"], r["decoder"]) for r in metrics["results"]}
     assert got == {(m, s, d) for m in ("finetuned", "scratch") for s in ("test", "test_open")
-                   for d in ("greedy", "beam_lm", "greedy_warp", "beam_lm_warp")}
-    assert set(metrics["tuned"]) == {"finetuned", "scratch", "finetuned_warp", "scratch_warp"}
+                   for d in ("greedy", "beam_lm", "greedy_warp", "beam_lm_warp", "greedy_tta", "beam_lm_tta")}
+    assert set(metrics["tuned"]) == {m + v for m in ("finetuned", "scratch") for v in ("", "_warp", "_tta")}
     for r in metrics["results"]:
         assert r["wer"] >= 0.0 and 0.0 <= r["oov_rate"] <= 1.0 and r["utterances"] > 0
     for name, t in metrics["tuned"].items():
@@ -75,6 +75,37 @@ def test_warped_rows_decode_the_averaged_posteriors_of_the_export(decode_run):
     row = next(r for r in out["results"]
                if (r["model"], r["split"], r["decoder"]) == ("finetuned", "test", "greedy_warp"))
     assert row["wer"] == pytest.approx(score(pd.DataFrame({"ref": test["text"], "hyp": hyp}))["wer"])
+
+
+def test_adapted_rows_decode_the_adapted_export(decode_run):
+    """greedy_tta of the exported model = greedy reading after adapting its graph to each
+    test utterance with the profile's decode.adapt settings."""
+    import pandas as pd
+
+    from s6damon import io
+    from s6damon.config import load_params
+    from s6damon.decode.beam import export_emissions
+    from s6damon.decode.warp import greedy_text
+    from s6damon.train.evaluate import score
+
+    root, out = decode_run
+    adapt = load_params(root / "params.yaml").decode.adapt
+    assert adapt.steps > 0
+    manifest = io.read_parquet(root / "data/corpus/manifest.parquet")
+    test = manifest[manifest["split"] == "test"].sort_values("utt_id").reset_index(drop=True)
+    logps, tok = export_emissions(root / "models/export/finetuned", [root / p for p in test["path"]], adapt=adapt)
+    hyp = [greedy_text(lp, tok) for lp in logps]
+    row = next(r for r in out["results"]
+               if (r["model"], r["split"], r["decoder"]) == ("finetuned", "test", "greedy_tta"))
+    assert row["wer"] == pytest.approx(score(pd.DataFrame({"ref": test["text"], "hyp": hyp}))["wer"])
+
+
+def test_adapt_models_must_name_decoded_models():
+    from flows.decode import _adapted_names
+
+    assert _adapted_names(["scratch", "finetuned", "safari_0.3"], ["safari_*", "scratch"]) == {"safari_0.3", "scratch"}
+    with pytest.raises(ValueError, match="decode.adapt.models: 'finetune' matches none"):
+        _adapted_names(["scratch", "finetuned"], ["finetune"])
 
 
 def test_lm_holds_no_scored_sentence_and_kenlm_reads_it(decode_run):

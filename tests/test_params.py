@@ -52,6 +52,10 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"safari": {"ramp_steps": 200}}, "safari.ramp_steps"),  # no steps left at the full level
         ({"pretrain": {"splits": ["train", "test"]}}, "pretrain.splits"),  # never an evaluation split
         ({"prepare": {"synth": {"unlabeled_minutes": 5.0}}}, "prepare.synth.unlabeled_minutes"),
+        ({"decode": {"adapt": {"scope": "all"}}}, "decode.adapt.scope"),
+        ({"decode": {"adapt": {"steps": -1}}}, "decode.adapt.steps"),
+        ({"decode": {"adapt": {"em_weight": 1.5}}}, "decode.adapt.em_weight"),
+        ({"decode": {"adapt": {"models": []}}}, "decode.adapt.models"),
         ({"concurrent_runs": 0}, "concurrent_runs"),
         ({"concurrent_runs": 3}, "concurrent_runs"),  # more runs than threads
     ],

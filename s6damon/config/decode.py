@@ -10,6 +10,23 @@ from s6damon.config.schema import ParamsError, param
 
 
 @dataclasses.dataclass(frozen=True)
+class AdaptParams:
+    """Single-utterance test-time adaptation (SUTA; :mod:`s6damon.decode.adapt`)."""
+
+    steps: int = param(10, minimum=0, help="gradient steps on each utterance before reading it (entropy "
+                                            "minimisation + minimum class confusion); 0 = off")
+    lr: float = param(1e-4, minimum=1e-8, maximum=1.0, help="AdamW learning rate of the adaptation steps")
+    em_weight: float = param(0.3, minimum=0.0, maximum=1.0,
+                             help="weight of the entropy term; the class-confusion term gets 1 - em_weight")
+    temperature: float = param(2.5, minimum=0.01, help="the class-confusion term reads softmax(logits / temperature)")
+    scope: Literal["norm", "norm+conv"] = param(
+        "norm+conv", help="parameters adapted: every LayerNorm/GroupNorm, or those and the conv feature encoder")
+    models: list[str] = param(["scratch", "finetuned"],
+                              help="names (globs allowed) of the decode.models folders also scored after adaptation "
+                                   "(decoders greedy_tta, beam_lm_tta); each costs ~20 forward passes an utterance")
+
+
+@dataclasses.dataclass(frozen=True)
 class DecodeParams:
     """Beam-search decoding with a word n-gram LM, tuned on one split and scored on others."""
 
@@ -35,6 +52,7 @@ class DecodeParams:
              "(s6damon/decode/warp.py); each model and split is also scored so, greedy and with the beam "
              "search (decoders greedy_warp, beam_lm_warp), at one forward pass per factor. Must hold 1.0; "
              "[1.0] = off")
+    adapt: AdaptParams = dataclasses.field(default_factory=AdaptParams)
     batch_seconds: float = param(120.0, minimum=1.0, help="padded audio per emission batch")
     jobs: int = param(2, minimum=1, help="processes searching the tuning grid in parallel")
 
@@ -46,6 +64,9 @@ class DecodeParams:
             check_factors(self.warp_factors)
         except ValueError as err:
             raise ParamsError(f"params: 'decode.warp_factors': {err}") from None
+        if self.adapt.steps and not self.adapt.models:
+            raise ParamsError("params: 'decode.adapt.models' must not be empty while 'decode.adapt.steps' > 0 "
+                              "(set steps to 0 to turn adaptation off)")
         if self.tune_split in self.splits:
             raise ParamsError(f"params: 'decode.tune_split' ({self.tune_split!r}) must not be one of "
                               "'decode.splits': settings are chosen on a split that is not scored")

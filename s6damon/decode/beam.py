@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from s6damon import io
+from s6damon.config.decode import AdaptParams
 from s6damon.model.factory import unwrap
 from s6damon.model.vocab import PAD, UNK
 from s6damon.text import LETTERS, WORD_DELIMITER
@@ -53,39 +54,57 @@ def emissions(model: torch.nn.Module, df: pd.DataFrame, batch_seconds: float = 1
     return [out[i] for i in range(len(data.df))]
 
 
-@torch.no_grad()
-def export_emissions(folder: str | Path, paths: Iterable[str | Path], warp: float = 1.0
-                     ) -> tuple[list[torch.Tensor], object]:
+def export_emissions(folder: str | Path, paths: Iterable[str | Path], warp: float = 1.0,
+                     adapt: AdaptParams | None = None) -> tuple[list[torch.Tensor], object]:
     """CTC log-probabilities of each audio file through an exported model, and its tokenizer.
 
     Runs the export's own inference graph (SALAD detector and token dropping included) one
-    utterance at a time, so no padding enters the result. ``warp`` as in :func:`emissions`.
+    utterance at a time, so no padding enters the result. ``warp`` as in :func:`emissions`;
+    ``adapt`` adapts the pruned model's parameters to each utterance first
+    (:func:`s6damon.decode.adapt.adapt_logp`; the SALAD detector stays as it is).
     """
+    from s6damon.decode.adapt import adapt_logp, adapted_parameters, trainable_only
     from s6damon.export.folder import load_exported, prepare_wave
     from s6damon.train.data import load_audio
 
     exp = load_exported(folder)
+    params = adapted_parameters(exp.graph, adapt.scope) if adapt else []
     out = []
-    for path in paths:
-        wave = torch.from_numpy(prepare_wave(perturb_speed(load_audio(path), warp))).unsqueeze(0)
-        logits, lengths = exp.logits(wave, torch.tensor([wave.shape[1]]))
-        out.append(torch.log_softmax(logits[0, : int(lengths[0])].float(), dim=-1).contiguous())
+    with trainable_only(exp.graph, params):
+        for path in paths:
+            wave = torch.from_numpy(prepare_wave(perturb_speed(load_audio(path), warp))).unsqueeze(0)
+            n = torch.tensor([wave.shape[1]])
+
+            def logits_fn() -> torch.Tensor:
+                logits, lengths = exp.graph(wave, n)
+                return logits[0, : int(lengths[0])]
+
+            if adapt is None:
+                with torch.no_grad():
+                    out.append(torch.log_softmax(logits_fn().float(), dim=-1).contiguous())
+            else:
+                out.append(adapt_logp(logits_fn, params, adapt, exp.tokenizer.pad_token_id))
     return out, exp.tokenizer
 
 
-def folder_emissions(folder: str | Path, df: pd.DataFrame, batch_seconds: float = 120.0, warp: float = 1.0
-                     ) -> tuple[list[torch.Tensor], object]:
+def folder_emissions(folder: str | Path, df: pd.DataFrame, batch_seconds: float = 120.0, warp: float = 1.0,
+                     adapt: AdaptParams | None = None) -> tuple[list[torch.Tensor], object]:
     """Log-probabilities of every row of ``df`` from a model folder, and its tokenizer.
 
     An exported folder (``export.json``: pruned, maybe with a SALAD detector) runs its own
     graph; any other folder is a CTC checkpoint (this project's or Hugging Face's). ``warp``
-    as in :func:`emissions`.
+    as in :func:`emissions`; ``adapt`` adapts the model to each utterance before reading it
+    (:mod:`s6damon.decode.adapt`).
     """
     if (Path(folder) / "export.json").is_file():
-        return export_emissions(folder, df["path"], warp)
+        return export_emissions(folder, df["path"], warp, adapt)
     from s6damon.model.factory import load_ctc_model
 
     model, tok = load_ctc_model(folder)
+    if adapt is not None:
+        from s6damon.decode.adapt import adapt_emissions
+
+        return adapt_emissions(model, df, adapt, tok.pad_token_id, warp=warp), tok
     return emissions(model, df, batch_seconds, warp=warp), tok
 
 

@@ -1,0 +1,176 @@
+"""Test-time adaptation of a CTC model to one utterance (SUTA: entropy minimisation).
+
+An unseen voice shifts the encoder's activations away from the statistics its normalisation
+layers learned on the training voices; the posteriors flatten and greedy decoding
+substitutes characters. Single-utterance test-time adaptation (Lin et al., "Listen, Adapt,
+Better WER", Interspeech 2022) takes a few gradient steps on the utterance itself, with no
+transcript, before decoding it:
+
+- **entropy minimisation**: the mean entropy of the frame posteriors, over the frames whose
+  best token is not the blank (pauses are confidently blank at every step and would dilute
+  the loss);
+- **minimum class confusion**: the off-diagonal mass of the class-correlation matrix of the
+  temperature-smoothed posteriors (one character's frames should not also look like another
+  character), which keeps the entropy term from collapsing everything onto one token.
+
+Only the normalisation layers' affine parameters move (``scope="norm"``; ``"norm+conv"``
+also the convolutional feature encoder), with AdamW for ``steps`` steps; the model is put
+back exactly as it was after each utterance, so utterances do not leak into one another and
+the result does not depend on their order. Dropout and SpecAugment stay off (eval mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from s6damon.config.decode import AdaptParams
+from s6damon.model.factory import unwrap
+from s6damon.train.data import AudioSet, perturb_speed
+from s6damon.train.evaluate import model_inputs
+
+#: Which parameters adaptation updates (``decode.adapt.scope``).
+SCOPES = ("norm", "norm+conv")
+
+
+def entropy_loss(logits: torch.Tensor, blank: int) -> torch.Tensor:
+    """Mean entropy of the frame posteriors over non-blank frames of ``(T, vocab)`` logits.
+
+    Zero (with a gradient path) when every frame's best token is the blank.
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    ent = -(logp.exp() * logp).sum(-1)
+    speech = logits.argmax(-1) != blank
+    if not bool(speech.any()):
+        return ent.sum() * 0.0
+    return ent[speech].mean()
+
+
+def class_confusion_loss(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Minimum-class-confusion loss of ``(T, vocab)`` logits.
+
+    The class-correlation matrix ``P^T P`` of the smoothed posteriors ``P`` (frames weighted
+    by how sure they are: 1 + exp(-entropy), as MCC does), each row normalised to sum to one;
+    the loss is its off-diagonal mass divided by the vocabulary size.
+    """
+    p = torch.softmax(logits / temperature, dim=-1)
+    ent = -(p * torch.log(p + 1e-8)).sum(-1)
+    w = 1.0 + torch.exp(-ent)
+    w = (len(w) * w / w.sum()).detach()
+    cov = (p * w[:, None]).T @ p
+    cov = cov / cov.sum(-1, keepdim=True).clamp_min(1e-12)
+    return (cov.sum() - cov.trace()) / logits.shape[-1]
+
+
+def adapted_parameters(model: torch.nn.Module, scope: str) -> list[torch.nn.Parameter]:
+    """The parameters adaptation updates: every LayerNorm/GroupNorm affine weight and bias,
+    and with ``scope="norm+conv"`` the convolutional feature encoder's too.
+
+    ``model`` is a wav2vec2/HuBERT CTC model or an export's
+    :class:`~s6damon.export.graph.DropGraph`; a SALAD detector in it (``model.detector``)
+    is left alone: it decides which tokens to drop, and was trained for that.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown adaptation scope {scope!r}; expected one of {list(SCOPES)}")
+    detector = getattr(model, "detector", None)
+    skip = {id(p) for p in detector.parameters()} if isinstance(detector, torch.nn.Module) else set()
+    params: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)):
+            for p in module.parameters(recurse=False):
+                params[id(p)] = p
+    if scope == "norm+conv":
+        base = getattr(model, "wav2vec2", None) or getattr(model, "hubert", None) or model
+        encoder = getattr(base, "feature_extractor", None)
+        if encoder is None:
+            raise ValueError("scope 'norm+conv' needs a wav2vec2/HuBERT model with a feature_extractor")
+        for p in encoder.parameters():
+            params[id(p)] = p
+    params = {k: p for k, p in params.items() if k not in skip}
+    if not params:
+        raise ValueError("the model has no normalisation layers to adapt")
+    return list(params.values())
+
+
+@contextmanager
+def trainable_only(model: torch.nn.Module, params: list[torch.nn.Parameter]) -> Iterator[None]:
+    """Within the block only ``params`` require gradients and the model is in eval mode;
+    afterwards every parameter's ``requires_grad`` and the model's mode are as before."""
+    grad_state = [(p, p.requires_grad) for p in model.parameters()]
+    was_training = model.training
+    model.eval()
+    for p, _ in grad_state:
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p, g in grad_state:
+            p.requires_grad_(g)
+        model.train(was_training)
+
+
+def adapt_logp(logits_fn: Callable[[], torch.Tensor], params: list[torch.nn.Parameter], settings: AdaptParams,
+               blank: int) -> torch.Tensor:
+    """Adapt ``params`` to one utterance, return its log-probabilities, put ``params`` back.
+
+    Args:
+        logits_fn: runs the model on the utterance and returns its ``(T, vocab)`` logits
+            under the current parameters (with autograd on when gradients are enabled).
+        params: what the steps update (:func:`adapted_parameters`), requiring gradients.
+        settings: steps, learning rate, loss weights.
+        blank: the blank (pad) token id.
+
+    Returns:
+        ``(T, vocab)`` log-probabilities after ``settings.steps`` AdamW steps.
+    """
+    saved = [p.detach().clone() for p in params]
+    try:
+        if settings.steps:
+            opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+            with torch.enable_grad():
+                for _ in range(settings.steps):
+                    logits = logits_fn().float()
+                    loss = settings.em_weight * entropy_loss(logits, blank)
+                    if settings.em_weight < 1.0:
+                        loss = loss + (1.0 - settings.em_weight) * class_confusion_loss(logits, settings.temperature)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+        with torch.no_grad():
+            return torch.log_softmax(logits_fn().float(), dim=-1).contiguous()
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+
+
+def adapt_emissions(model: torch.nn.Module, df: pd.DataFrame, settings: AdaptParams, blank: int,
+                    warp: float = 1.0, progress: bool = False) -> list[torch.Tensor]:
+    """CTC log-probabilities ``(T_i, vocab)`` of every row of ``df`` after adapting the model
+    to that row alone (:func:`adapt_logp`); the model is unchanged afterwards.
+
+    Args:
+        model: a wav2vec2/HuBERT CTC model.
+        df: manifest rows (``path``, ``duration``).
+        settings: steps, learning rate, loss weights, scope.
+        blank: the blank (pad) token id.
+        warp: resample each waveform first, as :func:`s6damon.decode.beam.emissions` does.
+    """
+    inner = unwrap(model)
+    params = adapted_parameters(inner, settings.scope)
+    data = AudioSet(df, preload=False)
+    augment = None if abs(warp - 1.0) < 1e-9 else (lambda w: perturb_speed(w, warp))
+    out = []
+    with trainable_only(inner, params):
+        for i in tqdm(range(len(data)), desc="adapt", disable=not progress):
+            batch = data.batch([i], augment=augment)
+            frames = int(inner._get_feat_extract_output_lengths(batch.attention_mask.sum(-1))[0])
+            inputs = model_inputs(inner, batch)
+            out.append(adapt_logp(lambda: inner(**inputs).logits[0, :frames], params, settings, blank))
+    return out
