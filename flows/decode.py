@@ -18,6 +18,7 @@ adapting the model to each utterance (``decode.adapt``), each tuned separately. 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -108,7 +109,8 @@ def decode(params_path: str = "params.yaml") -> dict:
     io.write_parquet(OUT / "hyps.parquet", pd.concat(hyps, ignore_index=True))
     lm_info = {k: v for k, v in lm.items() if k not in ("lm", "lexicon")}
     metrics = {"results": rows, "tuned": tuned, "lm": lm_info, "beam_size": p.beam_size,
-               "beam_threshold": p.beam_threshold, "tune_split": p.tune_split, "seed": params.seed}
+               "beam_threshold": p.beam_threshold, "tune_split": p.tune_split, "seed": params.seed,
+               "warp_factors": warps, "adapt": dataclasses.asdict(p.adapt)}
     io.write_json("metrics/decode.json", metrics)
     table = markdown_table(rows, COLUMNS)
     chosen = "\n".join(f"- {m}: lm_weight {t['lm_weight']}, word_score {t['word_score']} "

@@ -1,7 +1,9 @@
 """Measure single-utterance test-time adaptation (:mod:`s6damon.decode.adapt`), greedy.
 
 For each split and each setting of the grid: WER and CER after adapting the model to each
-utterance alone, per voice, and the paired bootstrap against plain decoding (0 steps).
+utterance alone, per voice, and the paired bootstrap against plain decoding (0 steps). With
+``--average``, each setting is also run on the resampled copies of those warp factors and
+their posteriors averaged (:mod:`s6damon.decode.warp`; adaptation and warping together).
 Writes ``<out>/tta.json`` and each setting's hypotheses as ``<out>/hyps_<split>_<name>.parquet``.
 
 Usage::
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s6damon.config.decode import AdaptParams  # noqa: E402
 from s6damon.decode.adapt import adapt_emissions  # noqa: E402
-from s6damon.decode.warp import greedy_text  # noqa: E402
+from s6damon.decode.warp import averaged, greedy_text  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score  # noqa: E402
 
@@ -41,6 +43,7 @@ def main() -> None:
     ap.add_argument("--em-weight", type=float, nargs="+", default=[0.3])
     ap.add_argument("--temperature", type=float, nargs="+", default=[2.5])
     ap.add_argument("--scope", nargs="+", default=["norm"])
+    ap.add_argument("--average", default="", help="comma-separated warp factors, e.g. 0.95,1.0,1.05")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -59,18 +62,23 @@ def main() -> None:
         speakers = df["speaker"].to_numpy()
         refs = list(df["text"])
 
-        def run(settings: AdaptParams) -> tuple[pd.DataFrame, float]:
+        def run(settings: AdaptParams, factors: tuple[float, ...] = (1.0,)) -> tuple[pd.DataFrame, float]:
             t0 = time.time()
-            logps = adapt_emissions(model, df, settings, blank)
+            per = [adapt_emissions(model, df, settings, blank, warp=f) for f in factors]
+            logps = per[0] if len(factors) == 1 else averaged(per, list(factors))
             hyps = [greedy_text(lp, tok) for lp in logps]
             return pd.DataFrame({"utt_id": df["utt_id"], "ref": refs, "hyp": hyps}), time.time() - t0
 
         base, base_s = run(AdaptParams(steps=0))
         rep: dict = {"plain": {"wer": round(score(base)["wer"], 4), "cer": round(score(base)["cer"], 4),
                                "seconds": round(base_s, 1)}}
-        for g in grid:
-            name = f"s{g.steps}_lr{g.lr:g}_em{g.em_weight:g}_t{g.temperature:g}_{g.scope}"
-            d, secs = run(g)
+        warps = [float(f) for f in args.average.split(",")] if args.average else []
+        runs = [(g, [1.0], "") for g in grid] + [(g, warps, "_warp") for g in grid if warps]
+        if warps:
+            runs.insert(0, (AdaptParams(steps=0), warps, "_warp"))
+        for g, factors, tag in runs:
+            name = f"s{g.steps}_lr{g.lr:g}_em{g.em_weight:g}_t{g.temperature:g}_{g.scope}{tag}"
+            d, secs = run(g, factors)
             d.to_parquet(out / f"hyps_{split}_{name}.parquet")
             rep[name] = {
                 "wer": round(score(d)["wer"], 4), "cer": round(score(d)["cer"], 4), "seconds": round(secs, 1),

@@ -90,7 +90,7 @@ def test_adapted_rows_decode_the_adapted_export(decode_run):
 
     root, out = decode_run
     adapt = load_params(root / "params.yaml").decode.adapt
-    assert adapt.steps > 0
+    assert adapt.steps > 0 and out["adapt"]["steps"] == adapt.steps and out["adapt"]["models"] == list(adapt.models)
     manifest = io.read_parquet(root / "data/corpus/manifest.parquet")
     test = manifest[manifest["split"] == "test"].sort_values("utt_id").reset_index(drop=True)
     logps, tok = export_emissions(root / "models/export/finetuned", [root / p for p in test["path"]], adapt=adapt)
