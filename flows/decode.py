@@ -11,7 +11,8 @@ model's CTC emissions once per split, chooses ``lm_weight`` and ``word_score`` o
 ``decode.tune_split`` for each model, and scores ``decode.splits`` greedy and with the beam
 search — once on the plain input, once with test-time warping (posteriors averaged over
 ``decode.warp_factors``) and, for the models ``decode.adapt.models`` names, once after
-adapting the model to each utterance (``decode.adapt``), each tuned separately. Writes
+adapting the model to each utterance (``decode.adapt``; with ``decode.adapt.warp`` also
+adapted and warped together), each tuned separately. Writes
 ``metrics/decode.json``, ``reports/decode.md`` and every hypothesis to
 ``data/decode/hyps.parquet``.
 """
@@ -89,7 +90,8 @@ def decode(params_path: str = "params.yaml") -> dict:
         # (suffix of the decoder names, factors averaged, adaptation): the plain input, then
         # test-time warping, then single-utterance adaptation
         variants = [("", [1.0], None)] + ([("_warp", warps, None)] if len(warps) > 1 else [])
-        variants += [("_tta", [1.0], p.adapt)] if name in adapted else []
+        if name in adapted:
+            variants += [("_tta", [1.0], p.adapt)] + ([("_tta_warp", warps, p.adapt)] if p.adapt.warp and len(warps) > 1 else [])
         for suffix, factors, adapt in variants:
             dev = _emissions(model_dir, manifest, p.tune_split, p.batch_seconds, params.threads, factors, adapt)
             settings, grid = tune(dev["tokens"], lm["lexicon"], lm["lm"], dev["logps"], dev["ref"],

@@ -21,6 +21,9 @@ class AdaptParams:
     temperature: float = param(2.5, minimum=0.01, help="the class-confusion term reads softmax(logits / temperature)")
     scope: Literal["norm", "norm+conv"] = param(
         "norm+conv", help="parameters adapted: every LayerNorm/GroupNorm, or those and the conv feature encoder")
+    warp: bool = param(False, help="also score adaptation and test-time warping together: each warped copy "
+                                    "adapted, the posteriors averaged (decoders greedy_tta_warp, beam_lm_tta_warp; "
+                                    "one adaptation per warp factor)")
     models: list[str] = param(["scratch", "finetuned"],
                               help="names (globs allowed) of the decode.models folders also scored after adaptation "
                                    "(decoders greedy_tta, beam_lm_tta); each costs ~20 forward passes an utterance")
