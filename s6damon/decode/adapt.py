@@ -21,6 +21,7 @@ the result does not depend on their order. Dropout and SpecAugment stay off (eva
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -29,12 +30,14 @@ import torch
 from tqdm.auto import tqdm
 
 from s6damon.config.decode import AdaptParams
+from s6damon.decode.warp import warp_augment
 from s6damon.model.factory import unwrap
-from s6damon.train.data import AudioSet, perturb_speed
+from s6damon.pruning.model_parts import base_model
+from s6damon.train.data import AudioSet
 from s6damon.train.evaluate import model_inputs
 
-#: Which parameters adaptation updates (``decode.adapt.scope``).
-SCOPES = ("norm", "norm+conv")
+#: Which parameters adaptation updates: the choices of ``decode.adapt.scope``.
+SCOPES: tuple[str, ...] = typing.get_args(typing.get_type_hints(AdaptParams)["scope"])
 
 
 def entropy_loss(logits: torch.Tensor, blank: int) -> torch.Tensor:
@@ -84,8 +87,7 @@ def adapted_parameters(model: torch.nn.Module, scope: str) -> list[torch.nn.Para
             for p in module.parameters(recurse=False):
                 params[id(p)] = p
     if scope == "norm+conv":
-        base = getattr(model, "wav2vec2", None) or getattr(model, "hubert", None) or model
-        encoder = getattr(base, "feature_extractor", None)
+        encoder = getattr(base_model(model), "feature_extractor", None)
         if encoder is None:
             raise ValueError("scope 'norm+conv' needs a wav2vec2/HuBERT model with a feature_extractor")
         for p in encoder.parameters():
@@ -165,7 +167,7 @@ def adapt_emissions(model: torch.nn.Module, df: pd.DataFrame, settings: AdaptPar
     inner = unwrap(model)
     params = adapted_parameters(inner, settings.scope)
     data = AudioSet(df, preload=False)
-    augment = None if abs(warp - 1.0) < 1e-9 else (lambda w: perturb_speed(w, warp))
+    augment = warp_augment(warp)
     out = []
     with trainable_only(inner, params):
         for i in tqdm(range(len(data)), desc="adapt", disable=not progress):

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from s6damon import io
 from s6damon.config.decode import AdaptParams
+from s6damon.decode.warp import warp_augment
 from s6damon.model.factory import unwrap
 from s6damon.model.vocab import PAD, UNK
 from s6damon.text import LETTERS, WORD_DELIMITER
@@ -40,7 +41,7 @@ def emissions(model: torch.nn.Module, df: pd.DataFrame, batch_seconds: float = 1
     inner.eval()
     data = AudioSet(df, preload=False)
     out: dict[int, torch.Tensor] = {}
-    augment = None if abs(warp - 1.0) < 1e-9 else (lambda w: perturb_speed(w, warp))
+    augment = warp_augment(warp)
     for rows in tqdm(bucket_batches(data.durations / warp, batch_seconds), desc="emissions", disable=not progress):
         batch = data.batch(rows, augment=augment)
         result = inner(**model_inputs(inner, batch))

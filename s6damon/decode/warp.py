@@ -19,8 +19,9 @@ nothing (``scripts/warp_pilot.py``; docs/experiments/recipe.md, "Test-time warpi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -66,6 +67,14 @@ def warped_emissions(model: torch.nn.Module, df: pd.DataFrame, factors: Sequence
     from s6damon.decode.beam import emissions
 
     return [emissions(model, df, batch_seconds, progress=progress, warp=float(f)) for f in factors]
+
+
+def warp_augment(warp: float) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The waveform transform that resamples by ``warp`` (:func:`s6damon.train.data.perturb_speed`:
+    > 1 shorter and higher, < 1 longer and lower), or None for the unwarped input."""
+    from s6damon.train.data import perturb_speed
+
+    return None if abs(warp - 1.0) < 1e-9 else (lambda w: perturb_speed(w, warp))
 
 
 def greedy_text(logp: torch.Tensor, tokenizer) -> str:
