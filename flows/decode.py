@@ -12,7 +12,8 @@ model's CTC emissions once per split, chooses ``lm_weight`` and ``word_score`` o
 search — once on the plain input, once with test-time warping (posteriors averaged over
 ``decode.warp_factors``) and, for the models ``decode.adapt.models`` names, once after
 adapting the model to each utterance (``decode.adapt``; with ``decode.adapt.warp`` also
-adapted and warped together), each tuned separately. Writes
+adapted and warped together) and, for those ``decode.speaker_adapt.models`` names, once after
+adapting it to each speaker's other utterances (``decode.speaker_adapt``), each tuned separately. Writes
 ``metrics/decode.json``, ``reports/decode.md`` and every hypothesis to
 ``data/decode/hyps.parquet``.
 """
@@ -29,7 +30,7 @@ from flows.cli import main
 from flows.plots import markdown_table
 from s6damon import io
 from s6damon.config import load_params
-from s6damon.config.decode import AdaptParams
+from s6damon.config.decode import AdaptParams, SpeakerAdaptParams
 from tasks import decode as T
 
 OUT = Path("data/decode")
@@ -37,13 +38,15 @@ COLUMNS = ("model", "split", "decoder", "wer", "cer", "utterances", "oov_rate")
 
 
 def _emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int,
-               factors: list[float], adapt: AdaptParams | None = None) -> dict:
+               factors: list[float], adapt: AdaptParams | None = None, speaker: SpeakerAdaptParams | None = None,
+               seed: int = 0) -> dict:
     """One split's emissions, averaged over the warp ``factors`` (the plain ones for ``[1.0]``),
-    after adapting the model to each utterance when ``adapt`` is given, with greedy hypotheses
-    read from them."""
+    after adapting the model to each utterance when ``adapt`` is given (to each speaker's
+    other utterances when ``speaker`` is), with greedy hypotheses read from them."""
     from s6damon.decode.warp import averaged, greedy_text
 
-    per = [T.model_emissions(model_dir, manifest, split, batch_seconds, threads, f, adapt) for f in factors]
+    per = [T.model_emissions(model_dir, manifest, split, batch_seconds, threads, f, adapt, speaker, seed)
+           for f in factors]
     if factors == [1.0]:
         return per[0]
     em = dict(per[0])
@@ -52,8 +55,8 @@ def _emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float
     return em
 
 
-def _adapted_names(names: list[str], patterns: list[str]) -> set[str]:
-    """The decoded models that ``decode.adapt.models`` names (globs over folder names).
+def _adapted_names(names: list[str], patterns: list[str], key: str = "decode.adapt.models") -> set[str]:
+    """The decoded models that ``patterns`` (the params ``key``) name (globs over folder names).
 
     Raises:
         ValueError: a pattern matches none of them (a typo would otherwise silently skip it).
@@ -64,7 +67,7 @@ def _adapted_names(names: list[str], patterns: list[str]) -> set[str]:
     for pattern in patterns:
         hit = {n for n in names if fnmatch(n, pattern)}
         if not hit:
-            raise ValueError(f"decode.adapt.models: {pattern!r} matches none of the decoded models {names}")
+            raise ValueError(f"{key}: {pattern!r} matches none of the decoded models {names}")
         out |= hit
     return out
 
@@ -84,23 +87,32 @@ def decode(params_path: str = "params.yaml") -> dict:
     if not folders:
         raise FileNotFoundError(f"decode.models: no model folder matches {list(p.models)} (have their stages run?)")
     warps = [float(f) for f in p.warp_factors]
-    adapted = _adapted_names([n for n, _ in folders], list(p.adapt.models)) if p.adapt.steps else set()
+    names = [n for n, _ in folders]
+    adapted = _adapted_names(names, list(p.adapt.models)) if p.adapt.steps else set()
+    spk = p.speaker_adapt
+    spk_adapted = _adapted_names(names, list(spk.models), "decode.speaker_adapt.models") if spk.epochs else set()
     rows, tuned, hyps = [], {}, []
     for name, model_dir in folders:
-        # (suffix of the decoder names, factors averaged, adaptation): the plain input, then
-        # test-time warping, then single-utterance adaptation
-        variants = [("", [1.0], None)] + ([("_warp", warps, None)] if len(warps) > 1 else [])
+        # (suffix of the decoder names, factors averaged, adaptation, speaker adaptation): the
+        # plain input, test-time warping, single-utterance adaptation, speaker adaptation
+        variants = [("", [1.0], None, None)] + ([("_warp", warps, None, None)] if len(warps) > 1 else [])
         if name in adapted:
-            variants += [("_tta", [1.0], p.adapt)] + ([("_tta_warp", warps, p.adapt)] if p.adapt.warp and len(warps) > 1 else [])
-        for suffix, factors, adapt in variants:
-            dev = _emissions(model_dir, manifest, p.tune_split, p.batch_seconds, params.threads, factors, adapt)
+            variants += [("_tta", [1.0], p.adapt, None)]
+            variants += [("_tta_warp", warps, p.adapt, None)] if p.adapt.warp and len(warps) > 1 else []
+        if name in spk_adapted:
+            variants += [("_spk", [1.0], p.adapt, dataclasses.replace(spk, tta=False))]
+            variants += [("_spk_tta", [1.0], p.adapt, spk)] if spk.tta else []
+        for suffix, factors, adapt, speaker in variants:
+            # the seed orders speaker adaptation's steps; elsewhere it would only split the cache
+            run = (p.batch_seconds, params.threads, factors, adapt, speaker, params.seed if speaker else 0)
+            dev = _emissions(model_dir, manifest, p.tune_split, *run)
             settings, grid = tune(dev["tokens"], lm["lexicon"], lm["lm"], dev["logps"], dev["ref"],
                                   list(p.lm_weights), list(p.word_scores), p.beam_size, p.beam_threshold, p.jobs)
             tuned[name + suffix] = {"lm_weight": settings.lm_weight, "word_score": settings.word_score,
                                     f"{p.tune_split}_wer": min(g["wer"] for g in grid), "grid": grid}
             decoder = BeamDecoder(dev["tokens"], lm["lexicon"], lm["lm"], settings)
             for split in p.splits:
-                em = _emissions(model_dir, manifest, split, p.batch_seconds, params.threads, factors, adapt)
+                em = _emissions(model_dir, manifest, split, *run)
                 beam = decoder.decode_all(em["logps"])
                 oov = oov_rate(em["ref"], vocab)
                 for dec, hyp in (("greedy" + suffix, em["greedy"]), ("beam_lm" + suffix, beam)):
@@ -112,7 +124,8 @@ def decode(params_path: str = "params.yaml") -> dict:
     lm_info = {k: v for k, v in lm.items() if k not in ("lm", "lexicon")}
     metrics = {"results": rows, "tuned": tuned, "lm": lm_info, "beam_size": p.beam_size,
                "beam_threshold": p.beam_threshold, "tune_split": p.tune_split, "seed": params.seed,
-               "warp_factors": warps, "adapt": dataclasses.asdict(p.adapt)}
+               "warp_factors": warps, "adapt": dataclasses.asdict(p.adapt),
+               "speaker_adapt": dataclasses.asdict(spk)}
     io.write_json("metrics/decode.json", metrics)
     table = markdown_table(rows, COLUMNS)
     chosen = "\n".join(f"- {m}: lm_weight {t['lm_weight']}, word_score {t['word_score']} "

@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from s6damon import io
-from s6damon.config.decode import AdaptParams, DecodeParams
+from s6damon.config.decode import AdaptParams, DecodeParams, SpeakerAdaptParams
 from tasks.caching import content_cache
 
 DECODE_CODE = ("s6damon/decode", "s6damon/model", "s6damon/train/data.py", "s6damon/train/evaluate.py",
@@ -65,17 +65,25 @@ def build_lm(manifest: Path, p: DecodeParams, out_dir: Path) -> dict[str, Any]:
 
 @task(cache_policy=content_cache(*DECODE_CODE), persist_result=True)
 def model_emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int,
-                    warp: float = 1.0, adapt: AdaptParams | None = None) -> dict[str, Any]:
+                    warp: float = 1.0, adapt: AdaptParams | None = None, speaker: SpeakerAdaptParams | None = None,
+                    seed: int = 0) -> dict[str, Any]:
     """CTC log-probabilities of every utterance of one split (its audio resampled by ``warp``;
-    with ``adapt``, after adapting the model to each utterance), with its refs and greedy hyps."""
+    with ``adapt`` alone, after adapting the model to each utterance; with ``speaker`` too,
+    after adapting it to the speaker's other utterances with ``adapt``'s objective), with its
+    refs and greedy hyps."""
     import torch
 
-    from s6damon.decode.beam import folder_emissions
+    from s6damon.decode.beam import folder_emissions, speaker_emissions
     from s6damon.decode.warp import greedy_text
 
     torch.set_num_threads(threads)
     df = _split(manifest, split)
-    logps, tok = folder_emissions(model_dir, df, batch_seconds, warp, adapt)
+    if speaker is not None:
+        if adapt is None or warp != 1.0:
+            raise ValueError("model_emissions: speaker adaptation takes decode.adapt's objective and no warp")
+        logps, tok = speaker_emissions(model_dir, df, adapt, speaker, batch_seconds, seed)
+    else:
+        logps, tok = folder_emissions(model_dir, df, batch_seconds, warp, adapt)
     greedy = [greedy_text(lp, tok) for lp in logps]
     return {"utt_id": list(df["utt_id"].astype(str)), "ref": list(df["text"].astype(str)), "greedy": greedy,
             "logps": logps, "tokens": tok.convert_ids_to_tokens(list(range(len(tok)))), "tokenizer": tok}

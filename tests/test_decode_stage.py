@@ -33,7 +33,8 @@ def test_every_model_split_and_decoder_is_scored(decode_run):
     root, out = decode_run
     metrics = json.loads((root / "metrics/decode.json").read_text())
     got = {(r["model"], r["split"], r["decoder"]) for r in metrics["results"]}
-    variants = ("", "_warp", "_tta", "_tta_warp")  # the tiny profile sets decode.adapt.warp
+    # the tiny profile sets decode.adapt.warp and decode.speaker_adapt.tta
+    variants = ("", "_warp", "_tta", "_tta_warp", "_spk", "_spk_tta")
     assert got == {(m, s, d + v) for m in ("finetuned", "scratch") for s in ("test", "test_open")
                    for d in ("greedy", "beam_lm") for v in variants}
     assert set(metrics["tuned"]) == {m + v for m in ("finetuned", "scratch") for v in variants}
@@ -101,12 +102,40 @@ def test_adapted_rows_decode_the_adapted_export(decode_run):
     assert row["wer"] == pytest.approx(score(pd.DataFrame({"ref": test["text"], "hyp": hyp}))["wer"])
 
 
+def test_speaker_adapted_rows_decode_the_export_adapted_to_each_speakers_other_folds(decode_run):
+    """greedy_spk of the exported model = greedy reading of each test fold by its graph adapted
+    to the speaker's other folds, with the profile's decode.speaker_adapt and seed."""
+    import pandas as pd
+
+    from s6damon import io
+    from s6damon.config import load_params
+    from s6damon.decode.beam import speaker_emissions
+    from s6damon.decode.warp import greedy_text
+    from s6damon.train.evaluate import score
+
+    root, out = decode_run
+    params = load_params(root / "params.yaml")
+    spk = params.decode.speaker_adapt
+    assert spk.epochs > 0 and out["speaker_adapt"]["folds"] == spk.folds
+    manifest = io.read_parquet(root / "data/corpus/manifest.parquet")
+    test = manifest[manifest["split"] == "test"].sort_values("utt_id").reset_index(drop=True)
+    test["path"] = [str(root / p) for p in test["path"]]
+    logps, tok = speaker_emissions(root / "models/export/finetuned", test, params.decode.adapt, spk,
+                                   seed=params.seed)
+    hyp = [greedy_text(lp, tok) for lp in logps]
+    row = next(r for r in out["results"]
+               if (r["model"], r["split"], r["decoder"]) == ("finetuned", "test", "greedy_spk"))
+    assert row["wer"] == pytest.approx(score(pd.DataFrame({"ref": test["text"], "hyp": hyp}))["wer"])
+
+
 def test_adapt_models_must_name_decoded_models():
     from flows.decode import _adapted_names
 
     assert _adapted_names(["scratch", "finetuned", "safari_0.3"], ["safari_*", "scratch"]) == {"safari_0.3", "scratch"}
     with pytest.raises(ValueError, match="decode.adapt.models: 'finetune' matches none"):
         _adapted_names(["scratch", "finetuned"], ["finetune"])
+    with pytest.raises(ValueError, match="decode.speaker_adapt.models: 'x' matches none"):
+        _adapted_names(["scratch"], ["x"], "decode.speaker_adapt.models")
 
 
 def test_lm_holds_no_scored_sentence_and_kenlm_reads_it(decode_run):

@@ -56,6 +56,9 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"decode": {"adapt": {"steps": -1}}}, "decode.adapt.steps"),
         ({"decode": {"adapt": {"em_weight": 1.5}}}, "decode.adapt.em_weight"),
         ({"decode": {"adapt": {"models": []}}}, "decode.adapt.models"),
+        ({"decode": {"speaker_adapt": {"models": []}}}, "decode.speaker_adapt.models"),
+        ({"decode": {"speaker_adapt": {"folds": 0}}}, "decode.speaker_adapt.folds"),
+        ({"decode": {"speaker_adapt": {"batch_utterances": 0}}}, "decode.speaker_adapt.batch_utterances"),
         ({"concurrent_runs": 0}, "concurrent_runs"),
         ({"concurrent_runs": 3}, "concurrent_runs"),  # more runs than threads
     ],

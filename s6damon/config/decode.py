@@ -30,6 +30,28 @@ class AdaptParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class SpeakerAdaptParams:
+    """Unsupervised speaker adaptation (:func:`s6damon.decode.adapt.adapted_to`): the model is
+    adapted to a speaker's other utterances, with ``decode.adapt``'s objective and scope, and
+    then reads the held-out ones without further steps."""
+
+    epochs: int = param(2, minimum=0, help="passes over the speaker's adaptation utterances (no transcripts); "
+                                           "0 = off")
+    batch_utterances: int = param(4, minimum=1, help="utterances whose losses make one AdamW step")
+    lr: float = param(1e-4, minimum=1e-8, maximum=1.0, help="AdamW learning rate")
+    folds: int = param(2, minimum=1, help="each speaker's utterances (in utt_id order) are dealt into this many "
+                                          "folds; a fold is read by the model adapted to the other folds, so no "
+                                          "utterance adapts the model that reads it. 1 = adapt to all of them, "
+                                          "the read ones included (transductive)")
+    tta: bool = param(False, help="also score speaker adaptation followed by single-utterance adaptation "
+                                  "(decode.adapt's steps from the speaker-adapted weights; decoders greedy_spk_tta, "
+                                  "beam_lm_spk_tta; SUTA's cost)")
+    models: list[str] = param(["scratch", "finetuned"],
+                              help="names (globs allowed) of the decode.models folders also scored after speaker "
+                                   "adaptation (decoders greedy_spk, beam_lm_spk)")
+
+
+@dataclasses.dataclass(frozen=True)
 class DecodeParams:
     """Beam-search decoding with a word n-gram LM, tuned on one split and scored on others."""
 
@@ -56,6 +78,7 @@ class DecodeParams:
              "search (decoders greedy_warp, beam_lm_warp), at one forward pass per factor. Must hold 1.0; "
              "[1.0] = off")
     adapt: AdaptParams = dataclasses.field(default_factory=AdaptParams)
+    speaker_adapt: SpeakerAdaptParams = dataclasses.field(default_factory=SpeakerAdaptParams)
     batch_seconds: float = param(120.0, minimum=1.0, help="padded audio per emission batch")
     jobs: int = param(2, minimum=1, help="processes searching the tuning grid in parallel")
 
@@ -70,6 +93,9 @@ class DecodeParams:
         if self.adapt.steps and not self.adapt.models:
             raise ParamsError("params: 'decode.adapt.models' must not be empty while 'decode.adapt.steps' > 0 "
                               "(set steps to 0 to turn adaptation off)")
+        if self.speaker_adapt.epochs and not self.speaker_adapt.models:
+            raise ParamsError("params: 'decode.speaker_adapt.models' must not be empty while "
+                              "'decode.speaker_adapt.epochs' > 0 (set epochs to 0 to turn it off)")
         if self.tune_split in self.splits:
             raise ParamsError(f"params: 'decode.tune_split' ({self.tune_split!r}) must not be one of "
                               "'decode.splits': settings are chosen on a split that is not scored")

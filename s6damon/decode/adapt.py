@@ -22,7 +22,7 @@ the result does not depend on their order. Dropout and SpecAugment stay off (eva
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import pandas as pd
@@ -137,10 +137,7 @@ def adapt_logp(logits_fn: Callable[[], torch.Tensor], params: list[torch.nn.Para
             opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
             with torch.enable_grad():
                 for _ in range(settings.steps):
-                    logits = logits_fn().float()
-                    loss = settings.em_weight * entropy_loss(logits, blank)
-                    if settings.em_weight < 1.0:
-                        loss = loss + (1.0 - settings.em_weight) * class_confusion_loss(logits, settings.temperature)
+                    loss = adaptation_loss(logits_fn().float(), settings.em_weight, settings.temperature, blank)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -171,8 +168,122 @@ def adapt_emissions(model: torch.nn.Module, df: pd.DataFrame, settings: AdaptPar
     out = []
     with trainable_only(inner, params):
         for i in tqdm(range(len(data)), desc="adapt", disable=not progress):
-            batch = data.batch([i], augment=augment)
-            frames = int(inner._get_feat_extract_output_lengths(batch.attention_mask.sum(-1))[0])
-            inputs = model_inputs(inner, batch)
-            out.append(adapt_logp(lambda: inner(**inputs).logits[0, :frames], params, settings, blank))
+            out.append(adapt_logp(utterance_logits(inner, data, i, augment), params, settings, blank))
     return out
+
+
+def utterance_logits(model: torch.nn.Module, data: AudioSet, i: int,
+                     augment: Callable | None = None) -> Callable[[], torch.Tensor]:
+    """A callable that runs CTC ``model`` (unwrapped) on row ``i`` of ``data`` alone (no
+    padding) and returns its ``(T, vocab)`` logits, with autograd on when gradients are."""
+    batch = data.batch([i], augment=augment)
+    frames = int(model._get_feat_extract_output_lengths(batch.attention_mask.sum(-1))[0])
+    inputs = model_inputs(model, batch)
+    return lambda: model(**inputs).logits[0, :frames]
+
+
+def adaptation_loss(logits: torch.Tensor, em_weight: float, temperature: float, blank: int) -> torch.Tensor:
+    """The adaptation objective of one utterance's ``(T, vocab)`` logits: ``em_weight`` ×
+    :func:`entropy_loss` + (1 − ``em_weight``) × :func:`class_confusion_loss`."""
+    loss = em_weight * entropy_loss(logits, blank)
+    if em_weight < 1.0:
+        loss = loss + (1.0 - em_weight) * class_confusion_loss(logits, temperature)
+    return loss
+
+
+def speaker_folds(df: pd.DataFrame, folds: int) -> list[tuple[list[int], list[int]]]:
+    """``(adapt_rows, read_rows)`` positions of ``df`` for speaker adaptation.
+
+    Each speaker's rows, in ``utt_id`` order, are dealt into ``folds`` folds (row ``j`` of the
+    speaker into fold ``j % folds``); each fold is read after adapting to the speaker's other
+    folds. With ``folds=1`` a speaker's rows are both adapted to and read. A speaker with
+    fewer rows than ``folds`` leaves folds empty; a fold with nothing to adapt to (a speaker
+    of one utterance) is read by the unadapted model.
+
+    Raises:
+        ValueError: ``df`` has no ``speaker``/``utt_id`` column, or ``folds`` < 1.
+    """
+    if folds < 1:
+        raise ValueError(f"folds must be >= 1, got {folds}")
+    missing = {"speaker", "utt_id"} - set(df.columns)
+    if missing:
+        raise ValueError(f"speaker adaptation needs manifest columns {sorted(missing)}")
+    out = []
+    pos = pd.Series(range(len(df)), index=df.index)
+    for _, rows in df.groupby("speaker", sort=True):
+        rows_pos = pos[rows.sort_values("utt_id").index].tolist()
+        for k in range(folds):
+            read = rows_pos[k::folds]
+            if not read:
+                continue
+            adapt = rows_pos if folds == 1 else [r for j, r in enumerate(rows_pos) if j % folds != k]
+            out.append((adapt, read))
+    return out
+
+
+@contextmanager
+def adapted_to(module: torch.nn.Module, params: list[torch.nn.Parameter],
+               logits_fns: Sequence[Callable[[], torch.Tensor]], settings: AdaptParams, blank: int, epochs: int,
+               batch_utterances: int, seed: int = 0) -> Iterator[None]:
+    """Within the block ``params`` are adapted to a set of utterances together (one speaker's)
+    without their transcripts; afterwards they, and ``module``'s mode and ``requires_grad``
+    flags, are exactly as before.
+
+    The objective is SUTA's (:func:`adaptation_loss`, ``settings``' weights), averaged over
+    ``batch_utterances`` utterances an AdamW step at ``settings.lr`` (each utterance run
+    alone, so no padding enters the statistics), for ``epochs`` passes in a seeded order.
+    Where SUTA adapts to each utterance and throws the result away, this adapts once to what
+    a speaker has said and reads what they say next at the plain model's cost: the
+    unsupervised counterpart of enrolling a device's owner.
+
+    Args:
+        module: the model ``params`` belong to (put in eval mode while adapting).
+        params: what the steps update (:func:`adapted_parameters`).
+        logits_fns: one per utterance: runs the model and returns its ``(T, vocab)`` logits.
+        settings: loss weights, temperature and learning rate.
+        blank: the blank (pad) token id.
+        epochs: passes over ``logits_fns``; 0 leaves the model as it is.
+        batch_utterances: utterances per step.
+        seed: the order of the utterances in each pass.
+    """
+    saved = [p.detach().clone() for p in params]
+    rng = torch.Generator().manual_seed(seed)
+    try:
+        if epochs and logits_fns:
+            with trainable_only(module, params), torch.enable_grad():
+                opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+                for _ in range(epochs):
+                    order = torch.randperm(len(logits_fns), generator=rng).tolist()
+                    for start in range(0, len(order), batch_utterances):
+                        chunk = order[start:start + batch_utterances]
+                        opt.zero_grad(set_to_none=True)
+                        for i in chunk:
+                            loss = adaptation_loss(logits_fns[i]().float(), settings.em_weight,
+                                                   settings.temperature, blank)
+                            (loss / len(chunk)).backward()
+                        opt.step()
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+
+
+def speaker_adapted(df: pd.DataFrame, folds: int, adapt: Callable[[list[int]], typing.ContextManager],
+                    read: Callable[[list[int]], list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Log-probabilities of every row of ``df``, each fold read inside ``adapt(its adaptation
+    rows)`` (:func:`speaker_folds`), in ``df``'s row order.
+
+    Args:
+        df: manifest rows with ``speaker`` and ``utt_id``.
+        folds: see :func:`speaker_folds`.
+        adapt: a context manager factory adapting the model to the given row positions
+            (:func:`adapted_to` over them).
+        read: log-probabilities of the given row positions under the current model.
+    """
+    out: list[torch.Tensor | None] = [None] * len(df)
+    for adapt_rows, read_rows in speaker_folds(df, folds):
+        with adapt(adapt_rows):
+            for r, lp in zip(read_rows, read(read_rows)):
+                out[r] = lp
+    return typing.cast(list[torch.Tensor], out)

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from s6damon import io
-from s6damon.config.decode import AdaptParams
+from s6damon.config.decode import AdaptParams, SpeakerAdaptParams
 from s6damon.decode.warp import warp_augment
 from s6damon.model.factory import unwrap
 from s6damon.model.vocab import PAD, UNK
@@ -55,6 +55,25 @@ def emissions(model: torch.nn.Module, df: pd.DataFrame, batch_seconds: float = 1
     return [out[i] for i in range(len(data.df))]
 
 
+def _export_logits_fns(exp, paths: Iterable[str | Path], warp: float = 1.0) -> list:
+    """One callable per audio file that runs an export's graph on it and returns its
+    ``(T, vocab)`` logits (with autograd on when gradients are enabled)."""
+    from s6damon.export.folder import prepare_wave
+    from s6damon.train.data import load_audio
+
+    fns = []
+    for path in paths:
+        wave = torch.from_numpy(prepare_wave(perturb_speed(load_audio(path), warp))).unsqueeze(0)
+        n = torch.tensor([wave.shape[1]])
+
+        def logits_fn(wave: torch.Tensor = wave, n: torch.Tensor = n) -> torch.Tensor:
+            logits, lengths = exp.graph(wave, n)
+            return logits[0, : int(lengths[0])]
+
+        fns.append(logits_fn)
+    return fns
+
+
 def export_emissions(folder: str | Path, paths: Iterable[str | Path], warp: float = 1.0,
                      adapt: AdaptParams | None = None) -> tuple[list[torch.Tensor], object]:
     """CTC log-probabilities of each audio file through an exported model, and its tokenizer.
@@ -65,27 +84,70 @@ def export_emissions(folder: str | Path, paths: Iterable[str | Path], warp: floa
     (:func:`s6damon.decode.adapt.adapt_logp`; the SALAD detector stays as it is).
     """
     from s6damon.decode.adapt import adapt_logp, adapted_parameters, trainable_only
-    from s6damon.export.folder import load_exported, prepare_wave
-    from s6damon.train.data import load_audio
+    from s6damon.export.folder import load_exported
 
     exp = load_exported(folder)
     params = adapted_parameters(exp.graph, adapt.scope) if adapt else []
     out = []
     with trainable_only(exp.graph, params):
-        for path in paths:
-            wave = torch.from_numpy(prepare_wave(perturb_speed(load_audio(path), warp))).unsqueeze(0)
-            n = torch.tensor([wave.shape[1]])
-
-            def logits_fn() -> torch.Tensor:
-                logits, lengths = exp.graph(wave, n)
-                return logits[0, : int(lengths[0])]
-
+        for logits_fn in _export_logits_fns(exp, paths, warp):
             if adapt is None:
                 with torch.no_grad():
                     out.append(torch.log_softmax(logits_fn().float(), dim=-1).contiguous())
             else:
                 out.append(adapt_logp(logits_fn, params, adapt, exp.tokenizer.pad_token_id))
     return out, exp.tokenizer
+
+
+def speaker_emissions(folder: str | Path, df: pd.DataFrame, adapt: AdaptParams, speaker: SpeakerAdaptParams,
+                      batch_seconds: float = 120.0, seed: int = 0) -> tuple[list[torch.Tensor], object]:
+    """Log-probabilities of every row of ``df`` after unsupervised speaker adaptation, and the
+    tokenizer: each speaker's folds read by the model adapted to the speaker's other folds
+    (:func:`s6damon.decode.adapt.speaker_adapted`), with ``adapt``'s objective and scope at
+    ``speaker``'s learning rate, epochs and batch; with ``speaker.tta`` each read utterance is
+    then adapted to alone as well (``adapt``'s SUTA steps, from the speaker-adapted weights).
+    ``folder`` is a CTC checkpoint or an export (whose SALAD detector stays as trained)."""
+    import dataclasses
+
+    from s6damon.decode.adapt import (adapt_logp, adapted_parameters, adapted_to, speaker_adapted, trainable_only,
+                                      utterance_logits)
+
+    settings = dataclasses.replace(adapt, lr=speaker.lr)
+    df = df.reset_index(drop=True)
+    if (Path(folder) / "export.json").is_file():
+        from s6damon.export.folder import load_exported
+
+        exp = load_exported(folder)
+        module, tok = exp.graph, exp.tokenizer
+        fns = _export_logits_fns(exp, df["path"])
+
+        def plain(rows: list[int]) -> list[torch.Tensor]:
+            module.eval()
+            with torch.no_grad():
+                return [torch.log_softmax(fns[r]().float(), dim=-1).contiguous() for r in rows]
+    else:
+        from s6damon.model.factory import load_ctc_model
+
+        model, tok = load_ctc_model(folder)
+        module = unwrap(model)
+        data = AudioSet(df, preload=True)
+        fns = [utterance_logits(module, data, i) for i in range(len(df))]
+
+        def plain(rows: list[int]) -> list[torch.Tensor]:
+            return emissions(model, df.iloc[rows], batch_seconds)
+    params = adapted_parameters(module, settings.scope)
+
+    def read(rows: list[int]) -> list[torch.Tensor]:
+        if not speaker.tta:
+            return plain(rows)
+        with trainable_only(module, params):
+            return [adapt_logp(fns[r], params, adapt, tok.pad_token_id) for r in rows]
+    logps = speaker_adapted(
+        df, speaker.folds,
+        lambda rows: adapted_to(module, params, [fns[r] for r in rows], settings, tok.pad_token_id, speaker.epochs,
+                                speaker.batch_utterances, seed),
+        read)
+    return logps, tok
 
 
 def folder_emissions(folder: str | Path, df: pd.DataFrame, batch_seconds: float = 120.0, warp: float = 1.0,
