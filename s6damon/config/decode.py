@@ -43,7 +43,7 @@ class SpeakerAdaptParams:
                                           "folds; a fold is read by the model adapted to the other folds, so no "
                                           "utterance adapts the model that reads it. 1 = adapt to all of them, "
                                           "the read ones included (transductive)")
-    tta: bool = param(False, help="also score speaker adaptation followed by single-utterance adaptation "
+    tta: bool = param(True, help="also score speaker adaptation followed by single-utterance adaptation "
                                   "(decode.adapt's steps from the speaker-adapted weights; decoders greedy_spk_tta, "
                                   "beam_lm_spk_tta; SUTA's cost)")
     models: list[str] = param(["scratch", "finetuned"],
