@@ -83,9 +83,9 @@ def test_an_utterance_never_adapts_the_model_that_reads_it(tmp_path):
     model, tok = _model()
     folder = save_model(model, tok, tmp_path / "model")
     df = make_manifest(tmp_path / "wav", n=6).assign(speaker=["a", "a", "a", "a", "b", "b"])
-    settings = SpeakerAdaptParams(epochs=2, batch_utterances=2, lr=1e-2, folds=2)
+    settings = SpeakerAdaptParams(epochs=2, batch_utterances=2, lr=1e-2, folds=2, tta=False)
     adapt = AdaptParams()
-    plain, _ = speaker_emissions(folder, df, adapt, SpeakerAdaptParams(epochs=0))
+    plain, _ = speaker_emissions(folder, df, adapt, SpeakerAdaptParams(epochs=0, tta=False))
     for a, b in zip(plain, emissions(model, df)):
         torch.testing.assert_close(a, b)
     adapted, _ = speaker_emissions(folder, df, adapt, settings)
@@ -125,10 +125,11 @@ def test_an_export_adapts_to_a_speaker_through_its_own_graph(tmp_path):
         rows.append({"utt_id": f"u{i}", "speaker": "s", "path": str(tmp_path / f"u{i}.wav"), "duration": n / 16000})
     df = pd.DataFrame(rows)
     plain, tok = export_emissions(out, df["path"])
-    same, _ = speaker_emissions(out, df, AdaptParams(), SpeakerAdaptParams(epochs=0))
+    same, _ = speaker_emissions(out, df, AdaptParams(), SpeakerAdaptParams(epochs=0, tta=False))
     for a, b in zip(same, plain):
         torch.testing.assert_close(a, b)
-    adapted, _ = speaker_emissions(out, df, AdaptParams(), SpeakerAdaptParams(epochs=2, lr=1e-2, batch_utterances=1))
+    settings = SpeakerAdaptParams(epochs=2, lr=1e-2, batch_utterances=1, tta=False)
+    adapted, _ = speaker_emissions(out, df, AdaptParams(), settings)
     assert [a.shape for a in adapted] == [p.shape for p in plain]
     assert any((a - p).abs().max() > 1e-3 for a, p in zip(adapted, plain))
     again, _ = export_emissions(out, df["path"])

@@ -7,6 +7,7 @@ the export's own graph) and one plain CTC checkpoint (the scratch model), as the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -120,12 +121,17 @@ def test_speaker_adapted_rows_decode_the_export_adapted_to_each_speakers_other_f
     manifest = io.read_parquet(root / "data/corpus/manifest.parquet")
     test = manifest[manifest["split"] == "test"].sort_values("utt_id").reset_index(drop=True)
     test["path"] = [str(root / p) for p in test["path"]]
-    logps, tok = speaker_emissions(root / "models/export/finetuned", test, params.decode.adapt, spk,
-                                   seed=params.seed)
-    hyp = [greedy_text(lp, tok) for lp in logps]
-    row = next(r for r in out["results"]
-               if (r["model"], r["split"], r["decoder"]) == ("finetuned", "test", "greedy_spk"))
-    assert row["wer"] == pytest.approx(score(pd.DataFrame({"ref": test["text"], "hyp": hyp}))["wer"])
+    assert spk.tta  # the tiny profile scores both readings
+    hyps = io.read_parquet(root / "data/decode/hyps.parquet")
+    for decoder, tta in (("greedy_spk", False), ("greedy_spk_tta", True)):
+        logps, tok = speaker_emissions(root / "models/export/finetuned", test, params.decode.adapt,
+                                       dataclasses.replace(spk, tta=tta), seed=params.seed)
+        hyp = [greedy_text(lp, tok) for lp in logps]
+        row = next(r for r in out["results"]
+                   if (r["model"], r["split"], r["decoder"]) == ("finetuned", "test", decoder))
+        assert row["wer"] == pytest.approx(score(pd.DataFrame({"ref": test["text"], "hyp": hyp}))["wer"])
+        stored = hyps[(hyps["model"] == "finetuned") & (hyps["split"] == "test") & (hyps["decoder"] == decoder)]
+        assert list(stored.sort_values("utt_id")["hyp"]) == hyp
 
 
 def test_adapt_models_must_name_decoded_models():
