@@ -131,22 +131,49 @@ def adapt_logp(logits_fn: Callable[[], torch.Tensor], params: list[torch.nn.Para
     Returns:
         ``(T, vocab)`` log-probabilities after ``settings.steps`` AdamW steps.
     """
+    with restored(params):
+        descend(params, [logits_fn], settings, blank, settings.steps, 1)
+        return read_logp(logits_fn)
+
+
+@contextmanager
+def restored(params: list[torch.nn.Parameter]) -> Iterator[None]:
+    """Whatever the block does to ``params``' values, they are as before afterwards."""
     saved = [p.detach().clone() for p in params]
     try:
-        if settings.steps:
-            opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
-            with torch.enable_grad():
-                for _ in range(settings.steps):
-                    loss = adaptation_loss(logits_fn().float(), settings.em_weight, settings.temperature, blank)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-        with torch.no_grad():
-            return torch.log_softmax(logits_fn().float(), dim=-1).contiguous()
+        yield
     finally:
         with torch.no_grad():
             for p, s in zip(params, saved):
                 p.copy_(s)
+
+
+def descend(params: list[torch.nn.Parameter], logits_fns: Sequence[Callable[[], torch.Tensor]],
+            settings: AdaptParams, blank: int, epochs: int, batch_utterances: int,
+            rng: torch.Generator | None = None) -> None:
+    """AdamW steps on :func:`adaptation_loss` (``settings``' weights and learning rate) over
+    ``logits_fns``: ``epochs`` passes in a random order (``rng``), each step averaging
+    ``batch_utterances`` utterances, each run alone. ``params`` must require gradients."""
+    if not epochs or not logits_fns:
+        return
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    with torch.enable_grad():
+        for _ in range(epochs):
+            # one utterance (SUTA) has one order: no draw from any generator
+            order = torch.randperm(len(logits_fns), generator=rng).tolist() if len(logits_fns) > 1 else [0]
+            for start in range(0, len(order), batch_utterances):
+                chunk = order[start:start + batch_utterances]
+                opt.zero_grad(set_to_none=True)
+                for i in chunk:
+                    loss = adaptation_loss(logits_fns[i]().float(), settings.em_weight, settings.temperature, blank)
+                    (loss / len(chunk)).backward()
+                opt.step()
+
+
+def read_logp(logits_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``(T, vocab)`` log-probabilities of one utterance under the current weights, no autograd."""
+    with torch.no_grad():
+        return torch.log_softmax(logits_fn().float(), dim=-1).contiguous()
 
 
 def adapt_emissions(model: torch.nn.Module, df: pd.DataFrame, settings: AdaptParams, blank: int,
@@ -246,27 +273,12 @@ def adapted_to(module: torch.nn.Module, params: list[torch.nn.Parameter],
         batch_utterances: utterances per step.
         seed: the order of the utterances in each pass.
     """
-    saved = [p.detach().clone() for p in params]
-    rng = torch.Generator().manual_seed(seed)
-    try:
+    with restored(params):
         if epochs and logits_fns:
-            with trainable_only(module, params), torch.enable_grad():
-                opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
-                for _ in range(epochs):
-                    order = torch.randperm(len(logits_fns), generator=rng).tolist()
-                    for start in range(0, len(order), batch_utterances):
-                        chunk = order[start:start + batch_utterances]
-                        opt.zero_grad(set_to_none=True)
-                        for i in chunk:
-                            loss = adaptation_loss(logits_fns[i]().float(), settings.em_weight,
-                                                   settings.temperature, blank)
-                            (loss / len(chunk)).backward()
-                        opt.step()
+            with trainable_only(module, params):
+                descend(params, logits_fns, settings, blank, epochs, batch_utterances,
+                        torch.Generator().manual_seed(seed))
         yield
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
 
 
 def speaker_adapted(df: pd.DataFrame, folds: int, adapt: Callable[[list[int]], typing.ContextManager],

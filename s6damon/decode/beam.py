@@ -83,7 +83,7 @@ def export_emissions(folder: str | Path, paths: Iterable[str | Path], warp: floa
     ``adapt`` adapts the pruned model's parameters to each utterance first
     (:func:`s6damon.decode.adapt.adapt_logp`; the SALAD detector stays as it is).
     """
-    from s6damon.decode.adapt import adapt_logp, adapted_parameters, trainable_only
+    from s6damon.decode.adapt import adapt_logp, adapted_parameters, read_logp, trainable_only
     from s6damon.export.folder import load_exported
 
     exp = load_exported(folder)
@@ -92,8 +92,7 @@ def export_emissions(folder: str | Path, paths: Iterable[str | Path], warp: floa
     with trainable_only(exp.graph, params):
         for logits_fn in _export_logits_fns(exp, paths, warp):
             if adapt is None:
-                with torch.no_grad():
-                    out.append(torch.log_softmax(logits_fn().float(), dim=-1).contiguous())
+                out.append(read_logp(logits_fn))
             else:
                 out.append(adapt_logp(logits_fn, params, adapt, exp.tokenizer.pad_token_id))
     return out, exp.tokenizer
@@ -109,8 +108,8 @@ def speaker_emissions(folder: str | Path, df: pd.DataFrame, adapt: AdaptParams, 
     ``folder`` is a CTC checkpoint or an export (whose SALAD detector stays as trained)."""
     import dataclasses
 
-    from s6damon.decode.adapt import (adapt_logp, adapted_parameters, adapted_to, speaker_adapted, trainable_only,
-                                      utterance_logits)
+    from s6damon.decode.adapt import (adapt_logp, adapted_parameters, adapted_to, read_logp, speaker_adapted,
+                                      trainable_only, utterance_logits)
 
     settings = dataclasses.replace(adapt, lr=speaker.lr)
     df = df.reset_index(drop=True)
@@ -123,8 +122,7 @@ def speaker_emissions(folder: str | Path, df: pd.DataFrame, adapt: AdaptParams, 
 
         def plain(rows: list[int]) -> list[torch.Tensor]:
             module.eval()
-            with torch.no_grad():
-                return [torch.log_softmax(fns[r]().float(), dim=-1).contiguous() for r in rows]
+            return [read_logp(fns[r]) for r in rows]
     else:
         from s6damon.model.factory import load_ctc_model
 
