@@ -30,29 +30,10 @@ from flows.cli import main
 from flows.plots import markdown_table
 from s6damon import io
 from s6damon.config import load_params
-from s6damon.config.decode import AdaptParams, SpeakerAdaptParams
 from tasks import decode as T
 
 OUT = Path("data/decode")
 COLUMNS = ("model", "split", "decoder", "wer", "cer", "utterances", "oov_rate")
-
-
-def _emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int,
-               factors: list[float], adapt: AdaptParams | None = None, speaker: SpeakerAdaptParams | None = None,
-               seed: int = 0) -> dict:
-    """One split's emissions, averaged over the warp ``factors`` (the plain ones for ``[1.0]``),
-    after adapting the model to each utterance when ``adapt`` is given (to each speaker's
-    other utterances when ``speaker`` is), with greedy hypotheses read from them."""
-    from s6damon.decode.warp import averaged, greedy_text
-
-    per = [T.model_emissions(model_dir, manifest, split, batch_seconds, threads, f, adapt, speaker, seed)
-           for f in factors]
-    if factors == [1.0]:
-        return per[0]
-    em = dict(per[0])
-    em["logps"] = averaged([e["logps"] for e in per], factors)
-    em["greedy"] = [greedy_text(lp, em["tokenizer"]) for lp in em["logps"]]
-    return em
 
 
 def _adapted_names(names: list[str], patterns: list[str], key: str = "decode.adapt.models") -> set[str]:
@@ -75,7 +56,7 @@ def _adapted_names(names: list[str], patterns: list[str], key: str = "decode.ada
 @flow(name="decode")
 def decode(params_path: str = "params.yaml") -> dict:
     """Greedy vs. lexicon + n-gram LM beam search for every model in ``decode.models``."""
-    from s6damon.decode import BeamDecoder, oov_rate, tune
+    from s6damon.decode import oov_rate
     from s6damon.train.evaluate import score
 
     params = load_params(params_path)
@@ -104,18 +85,16 @@ def decode(params_path: str = "params.yaml") -> dict:
             variants += [("_spk_tta", [1.0], p.adapt, spk)] if spk.tta else []
         for suffix, factors, adapt, speaker in variants:
             # the seed orders speaker adaptation's steps; elsewhere it would only split the cache
-            run = (p.batch_seconds, params.threads, factors, adapt, speaker, params.seed if speaker else 0)
-            dev = _emissions(model_dir, manifest, p.tune_split, *run)
-            settings, grid = tune(dev["tokens"], lm["lexicon"], lm["lm"], dev["logps"], dev["ref"],
-                                  list(p.lm_weights), list(p.word_scores), p.beam_size, p.beam_threshold, p.jobs)
-            tuned[name + suffix] = {"lm_weight": settings.lm_weight, "word_score": settings.word_score,
-                                    f"{p.tune_split}_wer": min(g["wer"] for g in grid), "grid": grid}
-            decoder = BeamDecoder(dev["tokens"], lm["lexicon"], lm["lm"], settings)
+            found = T.tuned_search(model_dir, manifest, p.tune_split, list(p.splits), p.batch_seconds, params.threads,
+                                   factors, adapt, speaker, params.seed if speaker else 0, Path(lm["lm"]),
+                                   Path(lm["lexicon"]), list(p.lm_weights), list(p.word_scores), p.beam_size,
+                                   p.beam_threshold, p.jobs)
+            tuned[name + suffix] = {"lm_weight": found["lm_weight"], "word_score": found["word_score"],
+                                    f"{p.tune_split}_wer": found["tune_wer"], "grid": found["grid"]}
             for split in p.splits:
-                em = _emissions(model_dir, manifest, split, *run)
-                beam = decoder.decode_all(em["logps"])
+                em = found["splits"][split]
                 oov = oov_rate(em["ref"], vocab)
-                for dec, hyp in (("greedy" + suffix, em["greedy"]), ("beam_lm" + suffix, beam)):
+                for dec, hyp in (("greedy" + suffix, em["greedy"]), ("beam_lm" + suffix, em["beam"])):
                     s = score(pd.DataFrame({"ref": em["ref"], "hyp": hyp}))
                     rows.append({"model": name, "split": split, "decoder": dec, **s, "oov_rate": oov})
                     hyps.append(pd.DataFrame({"model": name, "split": split, "decoder": dec,

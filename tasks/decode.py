@@ -1,8 +1,9 @@
 """Tasks of the ``decode`` stage: the LM and lexicon, CTC emissions, the tuned beam search.
 
-Emissions (one forward pass per model and split) and the search results are cached on the
-contents of the files they read, their params and the core source, so a rerun after an
-edit of ``decode.beam_size`` reuses the emissions and only searches again.
+Emissions (one forward pass per model and split) and each variant's tuned search are cached
+on the contents of the files they read, their params and the core source, so a rerun after
+an edit of ``decode.beam_size`` reuses the emissions and only searches again, and one after an
+edit that changes one variant's emissions searches again for that variant alone.
 """
 
 from __future__ import annotations
@@ -87,6 +88,56 @@ def model_emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: 
     greedy = [greedy_text(lp, tok) for lp in logps]
     return {"utt_id": list(df["utt_id"].astype(str)), "ref": list(df["text"].astype(str)), "greedy": greedy,
             "logps": logps, "tokens": tok.convert_ids_to_tokens(list(range(len(tok)))), "tokenizer": tok}
+
+
+def split_emissions(model_dir: Path, manifest: Path, split: str, batch_seconds: float, threads: int,
+                    factors: list[float], adapt: AdaptParams | None = None,
+                    speaker: SpeakerAdaptParams | None = None, seed: int = 0) -> dict[str, Any]:
+    """One split's emissions (:func:`model_emissions`), averaged over the warp ``factors``
+    (the plain ones for ``[1.0]``), with greedy hypotheses read from them."""
+    from s6damon.decode.warp import averaged, greedy_text
+
+    per = [model_emissions(model_dir, manifest, split, batch_seconds, threads, f, adapt, speaker, seed)
+           for f in factors]
+    if factors == [1.0]:
+        return per[0]
+    em = dict(per[0])
+    em["logps"] = averaged([e["logps"] for e in per], factors)
+    em["greedy"] = [greedy_text(lp, em["tokenizer"]) for lp in em["logps"]]
+    return em
+
+
+# Cached apart from the emissions: tuning a variant's LM weights on dev is a grid of beam
+# searches (about a minute a variant on 2 cores), so a rerun after an edit that changes one
+# variant (say decode.speaker_adapt) searches again for that variant only. ``jobs`` only
+# spreads the same search over processes.
+@task(cache_policy=content_cache(*DECODE_CODE, exclude=("jobs",)), persist_result=True)
+def tuned_search(model_dir: Path, manifest: Path, tune_split: str, splits: list[str], batch_seconds: float,
+                 threads: int, factors: list[float], adapt: AdaptParams | None, speaker: SpeakerAdaptParams | None,
+                 seed: int, lm: Path, lexicon: Path, lm_weights: list[float], word_scores: list[float],
+                 beam_size: int, beam_threshold: float, jobs: int = 1) -> dict[str, Any]:
+    """Tune the beam search's ``lm_weight``/``word_score`` on ``tune_split`` for one model
+    variant (its emissions as :func:`split_emissions` computes them), then decode ``splits``
+    greedily and with the tuned search.
+
+    Returns:
+        ``{"lm_weight", "word_score", "tune_wer", "grid", "splits": {split: {"utt_id", "ref",
+        "greedy", "beam"}}}``.
+    """
+    from s6damon.decode import BeamDecoder, tune
+
+    run = (batch_seconds, threads, factors, adapt, speaker, seed)
+    dev = split_emissions(model_dir, manifest, tune_split, *run)
+    settings, grid = tune(dev["tokens"], lexicon, lm, dev["logps"], dev["ref"], lm_weights, word_scores,
+                          beam_size, beam_threshold, jobs)
+    decoder = BeamDecoder(dev["tokens"], lexicon, lm, settings)
+    out: dict[str, Any] = {"lm_weight": settings.lm_weight, "word_score": settings.word_score,
+                           "tune_wer": min(g["wer"] for g in grid), "grid": grid, "splits": {}}
+    for split in splits:
+        em = split_emissions(model_dir, manifest, split, *run)
+        out["splits"][split] = {"utt_id": em["utt_id"], "ref": em["ref"], "greedy": em["greedy"],
+                                "beam": decoder.decode_all(em["logps"])}
+    return out
 
 
 def model_folders(patterns: list[str]) -> list[tuple[str, Path]]:

@@ -187,3 +187,36 @@ def test_no_matching_model_folder_is_named(decode_run, monkeypatch):
     (root / "none.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(FileNotFoundError, match="decode.models: no model folder matches"):
         decode(params_path="none.yaml")
+
+
+def test_a_rerun_searches_again_only_for_the_changed_variants(decode_run, tmp_path, monkeypatch):
+    """Each variant's tuned search is a cached task: after an edit of decode.speaker_adapt
+    only the speaker-adapted variants tune and decode again, and every other row is the
+    first run's."""
+    import yaml
+
+    import s6damon.decode
+    from flows.decode import decode
+
+    root = copy_spine(decode_run[0], tmp_path / "again")
+    monkeypatch.chdir(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["decode"]["speaker_adapt"]["epochs"] += 1
+    (root / "spk.yaml").write_text(yaml.safe_dump(params))
+    calls = []
+    real_tune = s6damon.decode.tune
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real_tune(*args, **kwargs)
+
+    monkeypatch.setattr(s6damon.decode, "tune", counted)
+    again = decode(params_path="spk.yaml")
+    # two models x (_spk, _spk_tta) searched; the other 2 x 4 variants from the cache
+    assert len(calls) == 4
+    first = {(r["model"], r["split"], r["decoder"]): r["wer"] for r in decode_run[1]["results"]}
+    for r in again["results"]:
+        if "_spk" not in r["decoder"]:
+            assert r["wer"] == first[(r["model"], r["split"], r["decoder"])]
+    assert {k: v for k, v in again["tuned"].items() if "_spk" not in k} == \
+        {k: v for k, v in decode_run[1]["tuned"].items() if "_spk" not in k}
