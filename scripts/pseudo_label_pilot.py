@@ -17,7 +17,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -29,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pilot_cli import pilot_parser, start  # noqa: E402
 from s6damon.config.decode import AdaptParams  # noqa: E402
 from s6damon.decode.adapt import (adapt_emissions, adapted_parameters, adaptation_loss, restored, speaker_folds,  # noqa: E402
                                   trainable_only, utterance_logits)
@@ -50,10 +50,8 @@ def trained_params(module: torch.nn.Module, scope: str) -> list[torch.nn.Paramet
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="models/finetuned")
+    ap = pilot_parser(__doc__)
     ap.add_argument("--name", default="finetuned", help="the model's name in the stage's hypotheses")
-    ap.add_argument("--manifest", default="data/corpus/manifest.parquet")
     ap.add_argument("--hyps", default="data/decode/hyps.parquet")
     ap.add_argument("--split", default="test")
     ap.add_argument("--source", nargs="+", default=["beam_lm_tta"])
@@ -66,13 +64,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--beam", action="store_true", help="also decode with the stage's LM at its tuned weights")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = pd.read_parquet(args.manifest)
+    out, manifest = start(args)
     df = manifest[manifest["split"] == args.split].sort_values("utt_id").reset_index(drop=True)
     stage = pd.read_parquet(args.hyps)
     stage = stage[(stage["model"] == args.name) & (stage["split"] == args.split)]

@@ -15,7 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -27,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pilot_cli import pilot_parser, start  # noqa: E402
 from s6damon.config.decode import AdaptParams, SpeakerAdaptParams  # noqa: E402
 from s6damon.decode.beam import folder_emissions, speaker_emissions  # noqa: E402
 from s6damon.decode.warp import greedy_text  # noqa: E402
@@ -34,9 +34,7 @@ from s6damon.train.evaluate import paired_bootstrap, score  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="models/finetuned")
-    ap.add_argument("--manifest", default="data/corpus/manifest.parquet")
+    ap = pilot_parser(__doc__)
     ap.add_argument("--splits", nargs="+", default=["dev", "test"])
     ap.add_argument("--epochs", type=int, nargs="+", default=[3])
     ap.add_argument("--batch", type=int, nargs="+", default=[4])
@@ -46,13 +44,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, nargs="+", default=[2])
     ap.add_argument("--tta", action="store_true", help="also read each fold with single-utterance adaptation on top")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = pd.read_parquet(args.manifest)
+    out, manifest = start(args)
     report: dict = {"model": args.model, "args": vars(args)}
     for split in args.splits:
         df = manifest[manifest["split"] == split].sort_values("utt_id").reset_index(drop=True)

@@ -14,7 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -26,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pilot_cli import pilot_parser, start  # noqa: E402
 from s6damon.config.decode import AdaptParams  # noqa: E402
 from s6damon.decode.adapt import adapt_emissions  # noqa: E402
 from s6damon.decode.warp import averaged, greedy_text  # noqa: E402
@@ -34,9 +34,7 @@ from s6damon.train.evaluate import paired_bootstrap, score  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="models/finetuned")
-    ap.add_argument("--manifest", default="data/corpus/manifest.parquet")
+    ap = pilot_parser(__doc__)
     ap.add_argument("--splits", nargs="+", default=["dev", "test"])
     ap.add_argument("--steps", type=int, nargs="+", default=[10])
     ap.add_argument("--lr", type=float, nargs="+", default=[2e-4])
@@ -44,16 +42,11 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, nargs="+", default=[2.5])
     ap.add_argument("--scope", nargs="+", default=["norm"])
     ap.add_argument("--average", default="", help="comma-separated warp factors, e.g. 0.95,1.0,1.05")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    out, manifest = start(args)
     torch.manual_seed(0)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     model, tok = load_ctc_model(args.model)
     blank = tok.pad_token_id
-    manifest = pd.read_parquet(args.manifest)
     grid = [AdaptParams(steps=s, lr=lr, em_weight=em, temperature=t, scope=sc)
             for s, lr, em, t, sc in itertools.product(args.steps, args.lr, args.em_weight, args.temperature, args.scope)]
     report: dict = {"model": args.model, "grid": [vars(g) for g in grid]}

@@ -15,7 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pilot_cli import pilot_parser, start  # noqa: E402
 from s6damon.decode.warp import averaged, greedy_text, warped_emissions  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, word_errors  # noqa: E402
@@ -89,24 +89,17 @@ def per_voice(df: pd.DataFrame, speakers: np.ndarray) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="models/finetuned")
-    ap.add_argument("--manifest", default="data/corpus/manifest.parquet")
+    ap = pilot_parser(__doc__)
     ap.add_argument("--splits", nargs="+", default=["dev", "test", "test_open"])
     ap.add_argument("--factors", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2])
     ap.add_argument("--average", nargs="+",
                     default=["0.95,1.0,1.05", "0.9,0.95,1.0,1.05,1.1", "0.85,0.9,0.95,1.0,1.05,1.1,1.15"],
                     help="comma-separated factor sets whose posteriors are averaged (each within --factors)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, manifest = start(args)
     model, tok = load_ctc_model(args.model)
     factors = sorted({float(f) for f in args.factors} | {1.0})
     k1 = factors.index(1.0)
-    manifest = pd.read_parquet(args.manifest)
     report: dict = {"model": args.model, "factors": factors}
     for split in args.splits:
         df = manifest[manifest["split"] == split].reset_index(drop=True)
