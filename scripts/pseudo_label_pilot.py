@@ -30,10 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pilot_cli import pilot_parser, start  # noqa: E402
 from s6damon.config.decode import AdaptParams  # noqa: E402
-from s6damon.decode.adapt import (adapt_emissions, adapted_parameters, adaptation_loss, restored, speaker_folds,  # noqa: E402
-                                  trainable_only, utterance_logits)
+from s6damon.decode.adapt import (adapt_emissions, adapted_parameters, adapted_to, adaptation_loss,  # noqa: E402
+                                  speaker_adapted, utterance_logits)
 from s6damon.decode.beam import BeamDecoder, BeamSettings, emissions  # noqa: E402
 from s6damon.decode.warp import greedy_text  # noqa: E402
+from s6damon.model.ctc import ctc_loss  # noqa: E402
 from s6damon.model.factory import load_ctc_model, unwrap  # noqa: E402
 from s6damon.pruning.model_parts import base_model  # noqa: E402
 from s6damon.train.data import AudioSet  # noqa: E402
@@ -120,30 +121,22 @@ def main() -> None:
         labels = [tok(t).input_ids if t.strip() else [] for t in src]
         t0 = time.time()
         params = trained_params(module, scope)
-        logps: list[torch.Tensor | None] = [None] * len(df)
-        for adapt_rows, read_rows in speaker_folds(df, args.folds):
+
+        def adapt(adapt_rows: list[int]):
+            """Adapted with CTC on the labelled rows among ``adapt_rows`` (plus ``ent`` x SUTA's loss)."""
             rows = [r for r in adapt_rows if labels[r]]
-            with restored(params), trainable_only(module, params), torch.enable_grad():
-                opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-                rng = torch.Generator().manual_seed(args.seed)
-                for _ in range(epochs):
-                    order = [rows[k] for k in torch.randperm(len(rows), generator=rng).tolist()]
-                    for s in range(0, len(order), args.batch):
-                        chunk = order[s:s + args.batch]
-                        opt.zero_grad(set_to_none=True)
-                        for r in chunk:
-                            logits = fns[r]().float()
-                            lp = torch.log_softmax(logits, -1)
-                            y = torch.tensor(labels[r])
-                            loss = torch.nn.functional.ctc_loss(
-                                lp[:, None], y[None], torch.tensor([lp.shape[0]]), torch.tensor([len(y)]),
-                                blank=blank, reduction="mean", zero_infinity=True)
-                            if ent:
-                                loss = loss + ent * adaptation_loss(logits, unsup.em_weight, unsup.temperature, blank)
-                            (loss / len(chunk)).backward()
-                        opt.step()
-                for r, lp in zip(read_rows, emissions(model, df.iloc[read_rows])):
-                    logps[r] = lp
+
+            def pseudo_label_loss(i: int, logits: torch.Tensor) -> torch.Tensor:
+                y = torch.tensor(labels[rows[i]])
+                loss = ctc_loss(module, logits[None], y[None], torch.tensor([logits.shape[0]]))
+                if ent:
+                    loss = loss + ent * adaptation_loss(logits, unsup.em_weight, unsup.temperature, blank)
+                return loss
+
+            return adapted_to(module, params, [fns[r] for r in rows], AdaptParams(lr=lr), blank, epochs,
+                              args.batch, args.seed, loss=pseudo_label_loss)
+
+        logps = speaker_adapted(df, args.folds, adapt, lambda rows: emissions(model, df.iloc[rows]))
         secs = time.time() - t0
         name = f"{source}_e{epochs}_lr{lr:g}_{scope}_ent{ent:g}"
         d = frame([greedy_text(lp, tok) for lp in logps])

@@ -79,6 +79,35 @@ def test_adapted_to_moves_the_posteriors_inside_and_restores_the_model(tmp_path)
     assert grads == {n: p.requires_grad for n, p in model.named_parameters()}
 
 
+def test_adapted_to_descends_on_a_given_loss_in_place_of_sutas(tmp_path):
+    # the pseudo-label pilot's use: a supervised objective per utterance, the same steps and restore
+    model, tok = _model()
+    df = make_manifest(tmp_path / "wav", n=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    params = adapted_parameters(model, "norm+conv")
+    fns = []
+    for i in range(len(df)):
+        wave = torch.from_numpy(sf.read(df.at[i, "path"], dtype="float32")[0])
+        fns.append(lambda w=wave: model(((w - w.mean()) / (w.std() + 1e-7))[None]).logits[0])
+    target = 5  # a character every frame is pushed towards
+    calls: list[int] = []
+
+    def loss(i: int, logits: torch.Tensor) -> torch.Tensor:
+        assert logits.dtype == torch.float32 and logits.requires_grad
+        calls.append(i)
+        return -torch.log_softmax(logits, -1)[:, target].mean()
+
+    plain = emissions(model, df)
+    with adapted_to(model, params, fns, AdaptParams(lr=1e-2), tok.pad_token_id, epochs=2, batch_utterances=2,
+                    loss=loss):
+        inside = emissions(model, df)
+    assert sorted(calls) == sorted(list(range(len(fns))) * 2)  # every utterance once an epoch
+    for a, b in zip(inside, plain):
+        assert a[:, target].mean() > b[:, target].mean() + 0.1
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=k)
+
+
 def test_an_utterance_never_adapts_the_model_that_reads_it(tmp_path):
     model, tok = _model()
     folder = save_model(model, tok, tmp_path / "model")

@@ -148,12 +148,21 @@ def restored(params: list[torch.nn.Parameter]) -> Iterator[None]:
                 p.copy_(s)
 
 
+#: The objective of utterance ``i`` of a :func:`descend` call, given its float ``(T, vocab)`` logits.
+UtteranceLoss = Callable[[int, torch.Tensor], torch.Tensor]
+
+
 def descend(params: list[torch.nn.Parameter], logits_fns: Sequence[Callable[[], torch.Tensor]],
             settings: AdaptParams, blank: int, epochs: int, batch_utterances: int,
-            rng: torch.Generator | None = None) -> None:
-    """AdamW steps on :func:`adaptation_loss` (``settings``' weights and learning rate) over
-    ``logits_fns``: ``epochs`` passes in a random order (``rng``), each step averaging
-    ``batch_utterances`` utterances, each run alone. ``params`` must require gradients."""
+            rng: torch.Generator | None = None, loss: UtteranceLoss | None = None) -> None:
+    """AdamW steps at ``settings.lr`` over ``logits_fns``: ``epochs`` passes in a random order
+    (``rng``), each step averaging ``batch_utterances`` utterances, each run alone. The
+    objective is ``loss`` (e.g. a supervised CTC loss on pseudo-labels), by default
+    :func:`adaptation_loss` with ``settings``' weights. ``params`` must require gradients."""
+    def suta(_: int, logits: torch.Tensor) -> torch.Tensor:
+        return adaptation_loss(logits, settings.em_weight, settings.temperature, blank)
+
+    objective = loss or suta
     if not epochs or not logits_fns:
         return
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
@@ -165,8 +174,7 @@ def descend(params: list[torch.nn.Parameter], logits_fns: Sequence[Callable[[], 
                 chunk = order[start:start + batch_utterances]
                 opt.zero_grad(set_to_none=True)
                 for i in chunk:
-                    loss = adaptation_loss(logits_fns[i]().float(), settings.em_weight, settings.temperature, blank)
-                    (loss / len(chunk)).backward()
+                    (objective(i, logits_fns[i]().float()) / len(chunk)).backward()
                 opt.step()
 
 
@@ -251,7 +259,7 @@ def speaker_folds(df: pd.DataFrame, folds: int) -> list[tuple[list[int], list[in
 @contextmanager
 def adapted_to(module: torch.nn.Module, params: list[torch.nn.Parameter],
                logits_fns: Sequence[Callable[[], torch.Tensor]], settings: AdaptParams, blank: int, epochs: int,
-               batch_utterances: int, seed: int = 0) -> Iterator[None]:
+               batch_utterances: int, seed: int = 0, loss: UtteranceLoss | None = None) -> Iterator[None]:
     """Within the block ``params`` are adapted to a set of utterances together (one speaker's)
     without their transcripts; afterwards they, and ``module``'s mode and ``requires_grad``
     flags, are exactly as before.
@@ -272,12 +280,13 @@ def adapted_to(module: torch.nn.Module, params: list[torch.nn.Parameter],
         epochs: passes over ``logits_fns``; 0 leaves the model as it is.
         batch_utterances: utterances per step.
         seed: the order of the utterances in each pass.
+        loss: the objective in place of SUTA's (:func:`descend`).
     """
     with restored(params):
         if epochs and logits_fns:
             with trainable_only(module, params):
                 descend(params, logits_fns, settings, blank, epochs, batch_utterances,
-                        torch.Generator().manual_seed(seed))
+                        torch.Generator().manual_seed(seed), loss)
         yield
 
 
