@@ -53,7 +53,11 @@ def trained_params(module: torch.nn.Module, scope: str) -> list[torch.nn.Paramet
 def main() -> None:
     ap = pilot_parser(__doc__)
     ap.add_argument("--name", default="finetuned", help="the model's name in the stage's hypotheses")
-    ap.add_argument("--hyps", default="data/decode/hyps.parquet")
+    ap.add_argument("--hyps", default="data/decode/hyps.parquet", help="the decode stage's hypotheses")
+    ap.add_argument("--decode-metrics", type=Path, default=Path("metrics/decode.json"),
+                    help="the decode stage's metrics: its tuned LM weights, beam settings and SUTA settings")
+    ap.add_argument("--lm-dir", type=Path, default=Path("data/decode"),
+                    help="the decode stage's lexicon.txt and lm.arpa")
     ap.add_argument("--split", default="test")
     ap.add_argument("--source", nargs="+", default=["beam_lm_tta"])
     ap.add_argument("--epochs", type=int, nargs="+", default=[3])
@@ -75,12 +79,12 @@ def main() -> None:
     blank = tok.pad_token_id
     data = AudioSet(df, preload=True)
     fns = [utterance_logits(module, data, i) for i in range(len(df))]
-    decode_json = json.loads(Path("metrics/decode.json").read_text())
+    decode_json = json.loads(args.decode_metrics.read_text())
     tuned = decode_json["tuned"][args.name]
     decoder = None
     if args.beam:
-        decoder = BeamDecoder(tok.convert_ids_to_tokens(list(range(len(tok)))), "data/decode/lexicon.txt",
-                              "data/decode/lm.arpa",
+        decoder = BeamDecoder(tok.convert_ids_to_tokens(list(range(len(tok)))), args.lm_dir / "lexicon.txt",
+                              args.lm_dir / "lm.arpa",
                               BeamSettings(decode_json["beam_size"], decode_json["beam_threshold"],
                                            tuned["lm_weight"], tuned["word_score"]))
 
