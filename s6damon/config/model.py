@@ -147,6 +147,24 @@ class AugmentParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class MixStyleParams:
+    """MixStyle in the conv feature encoder (``s6damon/train/mixstyle.py``): in a share of the
+    training steps each utterance's per-channel feature statistics after the listed conv layers
+    are mixed with another utterance's of the batch. Off (``prob`` 0) by default."""
+
+    prob: float = param(0.0, minimum=0.0, maximum=1.0,
+                        help="share of training steps that mix; 0 = off (no hooks, training unchanged)")
+    alpha: float = param(0.1, minimum=0.01, maximum=100.0,
+                         help="mixing weights ~ Beta(alpha, alpha): small alpha keeps most weights near 0 or 1")
+    layers: list[int] = param([0, 1, 2], minimum=0,
+                              help="0-based conv encoder layers after which the statistics are mixed")
+
+    def check(self) -> None:
+        if not self.layers:
+            raise ParamsError("params: 'mixstyle.layers' (of a finetune section) must not be empty")
+
+
+@dataclasses.dataclass(frozen=True)
 class FinetuneParams:
     """CTC finetuning on characters (and the from-scratch baseline)."""
 
@@ -200,6 +218,8 @@ class FinetuneParams:
                                                            "whose outputs get the intermediate CTC loss")
     augment: AugmentParams = param(AugmentParams(), help="waveform augmentation of the training utterances "
                                                          "(random equaliser, coloured noise); off by default")
+    mixstyle: MixStyleParams = param(MixStyleParams(), help="MixStyle in the conv feature encoder (mixing "
+                                                             "utterances' channel statistics); off by default")
     mask_time_prob: float = param(0.05, minimum=0.0, maximum=1.0, help="SpecAugment: share of tokens starting a time mask")
     mask_time_length: int = param(5, minimum=1, help="SpecAugment: time mask length in tokens")
     mask_feature_prob: float = param(0.0, minimum=0.0, maximum=1.0, help="SpecAugment: share of channels masked")

@@ -26,6 +26,7 @@ from s6damon.train.evaluate import model_inputs, score, transcribe
 from s6damon.train.feature_cache import FeatureBatch, FeatureCache, FeatureInputCTC, speed_grid
 from s6damon.train.interctc import check_layers, interctc_loss
 from s6damon.train.loop import Hook, LoopConfig, run_loop
+from s6damon.train.mixstyle import MixStyle
 from s6damon.train.precision import autocast, training_forward
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,9 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     if augment is not None and p.feature_cache:
         raise ValueError("finetune: augment (eq_prob, noise_prob) needs the conv encoder to see each step's "
                          "audio; turn feature_cache off")
+    if p.mixstyle.prob > 0 and p.feature_cache:
+        raise ValueError("finetune: mixstyle needs the conv encoder to run each step; turn feature_cache off")
+    mix = MixStyle.for_model(p.mixstyle, model) if p.mixstyle.prob > 0 else None
     if p.interctc_weight > 0:
         if wrap is not None or p.feature_cache or p.distill_weight > 0:
             raise ValueError("finetune: interctc_weight > 0 trains the plain CTC model (no wrap, feature cache or distillation)")
@@ -219,6 +223,13 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
                 out = net(batch)
             return out.loss, {"loss": float(out.loss.detach())}
         set_encoder_frozen(model, encoder_frozen_at(p, step))
+        if mix is None:
+            return _wave_step(net, batch, step)
+        # mixing draws from a stream of its own, like augmentation
+        with mix.step(np.random.default_rng([seed, step, env.rank, 2]), batch.attention_mask.sum(-1)):
+            return _wave_step(net, batch, step)
+
+    def _wave_step(net: torch.nn.Module, batch: Batch, step: int):
         inputs = model_inputs(net, batch)
         if p.interctc_weight > 0:  # only the plain CTC model (checked above) takes output_hidden_states
             with training_forward(model, env.device, precision, kernel, pos_conv):
@@ -263,6 +274,8 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     res = run_loop(net, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn,
                    hooks=[*hooks, evaluate], stop_at=stop_at)
     set_encoder_frozen(model, False)
+    if mix is not None:
+        mix.remove()
     losses = [h["loss"] for h in res.history if "loss" in h]
     metrics: dict[str, Any] = {
         "steps": res.steps_done, "resumed_from": res.resumed_from, "train_seconds": round(res.seconds, 2),
