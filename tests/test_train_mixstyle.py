@@ -46,7 +46,8 @@ def test_statistics_carry_no_gradient_but_the_features_do():
     x = torch.randn(2, 3, 8, requires_grad=True)
     y = mix_statistics(x, torch.tensor([8, 8]), torch.tensor([1, 0]), torch.tensor([1.0, 1.0]))
     y.sum().backward()
-    # with detached statistics, d(sum y)/dx = 1 / sd (x normalised by a constant and rescaled by the same)
+    # lam 1, detached statistics: y = (x - mu) / sd * sd + mu with mu, sd constants, so d(sum y)/dx = 1;
+    # gradients through the statistics would cancel the mean's share and give about 0
     assert torch.allclose(x.grad, torch.ones_like(x), atol=1e-3)
 
 
