@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from s6damon.config import Params
 from s6damon.config.model import FinetuneParams, MixStyleParams
 from s6damon.config.schema import ParamsError, build
 from s6damon.model.factory import build_ctc_model
@@ -113,12 +114,34 @@ def test_params_name_the_bad_key(tmp_path):
     m, _, p = tiny_params()
     df = make_manifest(tmp_path / "wav", 4)
     outside = dataclasses.replace(p, steps=1, mixstyle=MixStyleParams(prob=0.5, layers=[0, 9]))
-    with pytest.raises(ValueError, match=r"finetune\.mixstyle\.layers.*\[9\]"):
+    with pytest.raises(ValueError, match=r"mixstyle\.layers.*\[9\]"):
         finetune(None, m, outside, df, None, tmp_path / "m", tmp_path / "ck", seed=1, threads=1)
     cached = dataclasses.replace(p, steps=1, mixstyle=MixStyleParams(prob=0.5), feature_cache=True,
                                  freeze_feature_encoder_steps=1)
     with pytest.raises(ValueError, match="feature_cache"):
         finetune(None, m, cached, df, None, tmp_path / "m2", tmp_path / "ck2", seed=1, threads=1)
+
+
+
+@pytest.mark.parametrize("section", ["finetune", "salad.finetune", "safari.finetune"])
+def test_params_check_mixstyle_against_the_model_in_each_finetune_section(section):
+    def params(recipe: dict) -> dict:
+        *parents, leaf = section.split(".")
+        data: dict = {}
+        node = data
+        for name in parents:
+            node = node.setdefault(name, {})
+        # SALAD's conv encoder must stay frozen (its params check); a frozen encoder still runs
+        node[leaf] = {"freeze_feature_encoder_steps": 10**6, **recipe}
+        return data
+
+    with pytest.raises(ParamsError, match=rf"'{section}\.mixstyle\.layers' \[7\]"):
+        build(Params, params({"mixstyle": {"prob": 0.5, "layers": [1, 7]}}))
+    build(Params, params({"mixstyle": {"prob": 0.5, "layers": [1, 6]}}))  # the default model's 7 layers
+    build(Params, {**params({"mixstyle": {"prob": 0.5, "layers": [7]}}), "model": {"init": "some/checkpoint"}})
+    if section != "safari.finetune":  # safari never allows a feature cache
+        with pytest.raises(ParamsError, match=rf"'{section}\.feature_cache' false"):
+            build(Params, params({"mixstyle": {"prob": 0.5}, "feature_cache": True}))
 
 
 def test_finetune_with_mixstyle_is_deterministic_and_differs_from_without(tmp_path):

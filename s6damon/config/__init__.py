@@ -66,6 +66,9 @@ class Params:
             if getattr(self, section).finetune.interctc_weight > 0:
                 raise ParamsError(f"params: '{section}.finetune.interctc_weight' must be 0: intermediate CTC is "
                                   f"for the finetune stage ({section}'s runs reshape or mask the layers it reads)")
+        for section, recipe in (("finetune", self.finetune), ("salad.finetune", self.salad.finetune),
+                                ("safari.finetune", self.safari.finetune)):
+            self._check_mixstyle(section, recipe)
         ft = self.finetune
         if ft.interctc_weight > 0:
             if ft.feature_cache:
@@ -74,6 +77,20 @@ class Params:
             if not self.model.init and (bad or not ft.interctc_layers):
                 raise ParamsError(f"params: 'finetune.interctc_layers' must name layers 1..{self.model.num_layers - 1} "
                                   f"(below the last of 'model.num_layers'), got {ft.interctc_layers}")
+
+
+    def _check_mixstyle(self, section: str, recipe: FinetuneParams) -> None:
+        """MixStyle hooks the conv encoder, which must run each step and have the named layers
+        (known here unless ``model.init`` brings its own shape; the finetune run checks then)."""
+        if recipe.mixstyle.prob == 0:
+            return
+        if recipe.feature_cache:
+            raise ParamsError(f"params: '{section}.mixstyle.prob' > 0 needs '{section}.feature_cache' false: "
+                              f"MixStyle acts inside the conv encoder, which a feature cache skips")
+        bad = [i for i in recipe.mixstyle.layers if i >= len(self.model.conv_dim)]
+        if bad and not self.model.init:
+            raise ParamsError(f"params: '{section}.mixstyle.layers' {bad} outside the conv encoder's layers "
+                              f"0..{len(self.model.conv_dim) - 1} ('model.conv_dim')")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

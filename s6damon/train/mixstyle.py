@@ -70,7 +70,7 @@ class MixStyle:
                  kernels: Sequence[int], strides: Sequence[int]) -> None:
         bad = [i for i in p.layers if not 0 <= i < len(conv_layers)]
         if bad:
-            raise ValueError(f"finetune.mixstyle.layers: {bad} outside the conv encoder's layers "
+            raise ValueError(f"mixstyle.layers (of a finetune section): {bad} outside the conv encoder's layers "
                              f"0..{len(conv_layers) - 1}")
         self.p, self.kernels, self.strides = p, list(kernels), list(strides)
         self._lengths: list[torch.Tensor] | None = None
