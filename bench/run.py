@@ -38,9 +38,9 @@ from s6damon import io
 from s6damon.config import load_params
 from s6damon.export.quantize import quantize_onnx, quantize_torch
 from s6damon.export.runtimes import OnnxRunner, TorchRunner, to_onnx, trace
+from s6damon.model.frames import SAMPLE_RATE
 from s6damon.timing import percentile_90, round_robin
 
-SAMPLE_RATE = 16000
 RUNTIMES = ("eager", "torchscript", "onnxruntime")
 
 

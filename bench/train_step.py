@@ -37,12 +37,12 @@ from bench.machine import timing_record
 from bench.models import base_model, tiny_model
 from s6damon import io
 from s6damon.model.contiguous_conv import use_contiguous_conv_layers
+from s6damon.model.frames import SAMPLE_RATE
 from s6damon.timing import percentile_90, round_robin
 from s6damon.train.feature_cache import FeatureBatch, FeatureInputCTC
 from s6damon.train.finetune import set_encoder_frozen
 from s6damon.train.precision import training_forward
 
-SAMPLE_RATE = 16000
 class Variant(NamedTuple):
     """How one benchmark variant builds and trains the model."""
 

@@ -79,7 +79,7 @@ def fit_detector(labels: Path, source: str, manifest: Path, model_dir: Path, p: 
     from s6damon.salad import corpus as C
     from s6damon.salad.detector import detector_flops, save_detector
     from s6damon.salad.fit import fit_detector as fit
-    from s6damon.salad.frames import conv_layout, num_frames
+    from s6damon.model.frames import conv_layout, num_frames
     from s6damon.train.data import AudioSet
 
     torch.set_num_threads(threads)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from transformers import HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2ForCTC
 
+from s6damon.model.frames import num_frames
 from s6damon.salad.baselines import baseline_keep
 from s6damon.salad.detector import SaliencyDetector
 from s6damon.salad.dropping import TokenDropCTC, compact, drop_forward, expand, merge_into_kept
-from s6damon.salad.frames import num_frames
 from s6damon.salad.guard import ctc_required_lengths
 
 TINY = dict(vocab_size=12, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,

@@ -1,4 +1,4 @@
-"""SALAD labels: frame geometry, alignment labels, CTC-path labels, agreement."""
+"""SALAD labels: alignment labels, CTC-path labels, agreement (frame geometry: test_model_frames)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config
 
-from s6damon.salad.frames import frame_energy, frame_spans, num_frames, receptive_field, total_stride
 from s6damon.salad.guard import ctc_required_length, ctc_required_lengths, restore_row
 from s6damon.salad.labels import (agreement, ctc_collapse, labels_for_utterances, labels_from_alignment,
                                   labels_from_ctc, labels_from_logits)
@@ -16,32 +15,6 @@ from s6damon.salad.labels import (agreement, ctc_collapse, labels_for_utterances
 
 def _phones(rows):
     return pd.DataFrame(rows, columns=["phone", "start", "end"])
-
-
-# --- frame geometry ------------------------------------------------------------------------------
-
-def test_num_frames_matches_transformers():
-    from transformers import Wav2Vec2ForCTC
-
-    cfg = Wav2Vec2Config()  # the real wav2vec2-base layout (7 conv layers, 20 ms hop, 25 ms field)
-    n = torch.tensor([400, 401, 16000, 16319, 16320, 33333])
-    expected = Wav2Vec2ForCTC._get_feat_extract_output_lengths(
-        type("M", (), {"config": cfg})(), n)
-    got = num_frames(n, cfg.conv_kernel, cfg.conv_stride)
-    assert torch.equal(got, expected)
-    assert num_frames(16000, cfg.conv_kernel, cfg.conv_stride) == 49
-    assert num_frames(100, cfg.conv_kernel, cfg.conv_stride) == 0  # shorter than the receptive field
-    assert total_stride(cfg.conv_stride) == 320 and receptive_field(cfg.conv_kernel, cfg.conv_stride) == 400
-    spans = frame_spans(3, cfg.conv_kernel, cfg.conv_stride)
-    np.testing.assert_allclose(spans, [[0, 0.025], [0.02, 0.045], [0.04, 0.065]])
-
-
-def test_frame_energy_follows_loudness():
-    wave = np.zeros(3200)
-    wave[1600:] = 1.0  # silent first half, loud second half
-    e = frame_energy(wave, 10, (100, 4), (80, 4))
-    assert e.shape == (10,)
-    assert e[:4].max() < e[6:].min()
 
 
 # --- alignment labels ----------------------------------------------------------------------------

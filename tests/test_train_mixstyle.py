@@ -15,7 +15,7 @@ from s6damon.config.schema import ParamsError, build
 from s6damon.model.factory import build_ctc_model
 from s6damon.model.vocab import build_tokenizer
 from s6damon.train.finetune import finetune
-from s6damon.train.mixstyle import MixStyle, conv_lengths, mix_statistics
+from s6damon.train.mixstyle import MixStyle, mix_statistics
 from _train_fixtures import make_manifest, tiny_params
 
 
@@ -50,14 +50,6 @@ def test_statistics_carry_no_gradient_but_the_features_do():
     # lam 1, detached statistics: y = (x - mu) / sd * sd + mu with mu, sd constants, so d(sum y)/dx = 1;
     # gradients through the statistics would cancel the mean's share and give about 0
     assert torch.allclose(x.grad, torch.ones_like(x), atol=1e-3)
-
-
-def test_conv_lengths_follow_the_models_own_arithmetic():
-    m, _, _ = tiny_params()
-    model = build_ctc_model(m, build_tokenizer())
-    samples = torch.tensor([400, 1601, 16000, 23457])
-    ours = conv_lengths(samples, model.config.conv_kernel, model.config.conv_stride)[-1]
-    assert torch.equal(ours, model._get_feat_extract_output_lengths(samples))
 
 
 def _encoder_out(model: torch.nn.Module, wave: torch.Tensor) -> torch.Tensor:
@@ -120,7 +112,6 @@ def test_params_name_the_bad_key(tmp_path):
                                  freeze_feature_encoder_steps=1)
     with pytest.raises(ValueError, match="feature_cache"):
         finetune(None, m, cached, df, None, tmp_path / "m2", tmp_path / "ck2", seed=1, threads=1)
-
 
 
 @pytest.mark.parametrize("section", ["finetune", "salad.finetune", "safari.finetune"])

@@ -37,17 +37,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from s6damon.model.frames import num_frames
 from s6damon.pruning.model_parts import base_model
 from s6damon.salad.detector import keep_from_probs
 from s6damon.salad.dropping import merge_into_kept
-
-
-def frame_counts(num_samples: torch.Tensor, kernels: list[int], strides: list[int]) -> torch.Tensor:
-    """Conv-encoder output frames for ``(B,)`` sample counts (traceable integer arithmetic)."""
-    n = num_samples.long()
-    for k, s in zip(kernels, strides, strict=True):
-        n = torch.div(n - k, s, rounding_mode="floor") + 1
-    return n.clamp(min=0)
 
 
 def compact_tokens(hidden: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +138,7 @@ class DropGraph(nn.Module):
         """
         feats = self.feature_extractor(input_values).transpose(1, 2)  # (B, T, C)
         T = feats.shape[1]
-        frames = frame_counts(num_samples, self.kernels, self.strides).clamp(max=T)
+        frames = num_frames(num_samples.long(), self.kernels, self.strides).clamp(max=T)
         frame_mask = torch.arange(T, device=feats.device)[None, :] < frames[:, None]
         proj = self.feature_projection(feats)
         hidden = proj[0] if isinstance(proj, tuple) else proj

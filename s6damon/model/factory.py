@@ -26,14 +26,14 @@ from transformers import (
 )
 
 from s6damon.config.model import ModelParams
+from s6damon.errors import InputError
 from s6damon.io import atomic_path
 from s6damon.model.contiguous_conv import use_contiguous_conv_layers
+from s6damon.model.frames import SAMPLE_RATE
 from s6damon.model.vocab import build_tokenizer, build_vocab
-from s6damon.errors import InputError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 #: model_type in config.json → (config class, CTC class)
 _FAMILIES: dict[str, tuple[type, type[PreTrainedModel]]] = {
     "wav2vec2": (Wav2Vec2Config, Wav2Vec2ForCTC),

@@ -26,10 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from s6damon.model.attention import attention_kernel
+from s6damon.model.frames import SAMPLE_RATE, layer_frames
 from s6damon.pruning.masks import StructuredMask
 from s6damon.pruning.model_parts import UNIT_KINDS, conv_layers, head_dim
-
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -103,15 +102,6 @@ def sizes_from_config(config) -> ModelSizes:
     )
 
 
-def conv_output_lengths(sizes: ModelSizes, num_samples: int) -> list[int]:
-    """Output frames of each conv layer for ``num_samples`` input samples."""
-    lengths, n = [], num_samples
-    for k, s in zip(sizes.conv_kernel, sizes.conv_stride, strict=True):
-        n = max((n - k) // s + 1, 0)
-        lengths.append(n)
-    return lengths
-
-
 def flops_from_sizes(
     sizes: ModelSizes,
     seconds: float,
@@ -131,7 +121,7 @@ def flops_from_sizes(
         ``{'conv', 'projection', 'pos_conv', 'attention', 'ffn', 'lm_head', 'total'}``
         (``lm_head`` is 0 unless ``include_lm_head``).
     """
-    lengths = conv_output_lengths(sizes, round(seconds * sample_rate))
+    lengths = layer_frames(round(seconds * sample_rate), sizes.conv_kernel, sizes.conv_stride)
     conv = 0
     c_in = 1
     for t, c, k in zip(lengths, sizes.conv_dim, sizes.conv_kernel, strict=True):
@@ -177,7 +167,7 @@ class _Counts:
     """Kept-unit counts and exact marginal FLOPs of removing one unit, for greedy selection."""
 
     def __init__(self, sizes: ModelSizes, mask: StructuredMask, seconds: float, sample_rate: int):
-        self.lengths = conv_output_lengths(sizes, round(seconds * sample_rate))
+        self.lengths = layer_frames(round(seconds * sample_rate), sizes.conv_kernel, sizes.conv_stride)
         self.sizes = sizes
         self.kept = {k: [int(m.sum()) for m in mask.units(k)] for k in UNIT_KINDS}
         self.last_conv = sizes.conv_dim[-1]

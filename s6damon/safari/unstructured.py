@@ -21,7 +21,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from s6damon.pruning.flops import SAMPLE_RATE, conv_output_lengths, encoder_flops, model_sizes
+from s6damon.model.frames import layer_frames
+from s6damon.pruning.flops import SAMPLE_RATE, encoder_flops, model_sizes
 from s6damon.pruning.model_parts import base_model, conv_layers, encoder_layers
 
 #: name → bool keep-mask of that weight's shape
@@ -32,7 +33,8 @@ def prunable_weights(model: nn.Module, seconds: float = 10.0,
                      sample_rate: int = SAMPLE_RATE) -> Iterator[tuple[str, nn.Parameter, int]]:
     """``(name, weight, FLOPs per weight)`` of every weight matrix unstructured pruning may zero."""
     names = {id(p): n for n, p in model.named_parameters()}
-    lengths = conv_output_lengths(model_sizes(model), round(seconds * sample_rate))
+    sizes = model_sizes(model)
+    lengths = layer_frames(round(seconds * sample_rate), sizes.conv_kernel, sizes.conv_stride)
     for conv, t in zip(conv_layers(model), lengths, strict=True):
         yield names[id(conv.conv.weight)], conv.conv.weight, 2 * t
     frames = lengths[-1]

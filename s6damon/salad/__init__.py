@@ -1,6 +1,7 @@
 """SALAD: drop redundant audio tokens before the transformer (data side of S6-DAMON).
 
-* :mod:`~s6damon.salad.frames` — token count and time span from the conv layout.
+* :mod:`~s6damon.model.frames` (shared with the rest of the model code) — token count and
+  time span from the conv layout.
 * :mod:`~s6damon.salad.labels` — salient/redundant labels from alignments or CTC paths.
 * :mod:`~s6damon.salad.corpus` — both label sources and the detector inputs over a manifest.
 * :mod:`~s6damon.salad.detector` — the small detector, its training, FLOPs, and the drop

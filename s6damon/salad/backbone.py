@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from s6damon.model.frames import conv_layout, num_frames
 from s6damon.pruning.model_parts import base_model
-from s6damon.salad.frames import conv_layout, num_frames
 
 
 def feature_lengths(config, attention_mask: torch.Tensor | None, input_values: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from s6damon.salad.frames import frame_energy
+from s6damon.model.frames import frame_energy
 
 BASELINES = ("none", "uniform", "random", "energy")
 
@@ -111,7 +111,7 @@ def baseline_keep(method: str, lengths: torch.Tensor | Sequence[int], drop_ratio
         min_keep: fewest tokens kept per (non-empty) utterance.
         T: padded width; ``max(lengths)`` when None.
         energies: ``energy`` only, instead of ``waves``: each utterance's per-token log energy
-            (:func:`~s6damon.salad.frames.frame_energy`), as a feature cache holds it.
+            (:func:`~s6damon.model.frames.frame_energy`), as a feature cache holds it.
 
     Returns:
         ``(B, T)`` bool, False on padding.

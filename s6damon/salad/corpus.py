@@ -14,9 +14,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from s6damon.model.frames import conv_layout, num_frames
 from s6damon.model.vocab import encode
 from s6damon.salad.backbone import extract_features
-from s6damon.salad.frames import conv_layout, num_frames
 from s6damon.salad.guard import ctc_required_length
 from s6damon.salad.labels import labels_for_utterances, labels_from_logits
 from s6damon.train.data import AudioSet, Batch, bucket_batches

@@ -13,7 +13,7 @@ wav2vec 2.0 / HuBERT). Two sources:
   decoding of the kept frames gives exactly the transcript of the full path.
 
 Labels are ``(T,)`` bool numpy arrays, True = salient. Frame geometry comes from
-:mod:`s6damon.salad.frames` (re-exported here).
+:mod:`s6damon.model.frames` (re-exported here).
 
 Usage::
 
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from s6damon.salad.frames import conv_layout, frame_spans, num_frames, shift_spans
+from s6damon.model.frames import conv_layout, frame_spans, num_frames, shift_spans
 from s6damon.salad.guard import restore_row
 
 __all__ = [

@@ -15,14 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from s6damon.model.frames import SAMPLE_RATE, conv_layout, num_frames
 from s6damon.pruning.flops import flops_from_sizes, model_sizes
 from s6damon.salad.baselines import BaselinePolicy
 from s6damon.salad.detector import SaliencyDetector, detector_flops, load_detector
 from s6damon.salad.dropping import TokenDropCTC
-from s6damon.salad.frames import conv_layout, num_frames
 from s6damon.timing import round_robin, summary_ms
-
-SAMPLE_RATE = 16000
 
 
 def is_salad(method: str) -> bool:

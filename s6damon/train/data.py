@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-SAMPLE_RATE = 16000
+from s6damon.model.frames import SAMPLE_RATE
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -37,9 +37,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from s6damon import io
+from s6damon.model.frames import conv_layout, frame_energy
 from s6damon.salad.backbone import base_model, feature_lengths
 from s6damon.salad.dropping import DropOutput, drop_forward
-from s6damon.salad.frames import conv_layout, frame_energy
 from s6damon.train.data import SAMPLE_RATE, AudioSet, bucket_batches, collate, perturb_speed
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class FeatureCache:
         batch_seconds: padded audio per encoder call while filling the cache.
         progress: show a progress bar.
         token_energy: also hold each token's receptive-field log energy
-            (:func:`~s6damon.salad.frames.frame_energy`, what the energy baseline ranks).
+            (:func:`~s6damon.model.frames.frame_energy`, what the energy baseline ranks).
 
     Models with ``feat_extract_norm="layer"`` normalise each frame on its own, so features of
     a padded batch equal those of the single utterance on every valid frame; ``"group"``

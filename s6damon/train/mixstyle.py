@@ -24,15 +24,7 @@ import numpy as np
 import torch
 
 from s6damon.config.model import MixStyleParams
-
-
-def conv_lengths(samples: torch.Tensor, kernels: Sequence[int], strides: Sequence[int]) -> list[torch.Tensor]:
-    """Frames after each conv layer for inputs of ``samples`` samples (a valid convolution)."""
-    out, n = [], samples.long()
-    for k, s in zip(kernels, strides):
-        n = torch.div(n - k, s, rounding_mode="floor") + 1
-        out.append(n.clamp(min=0))
-    return out
+from s6damon.model.frames import layer_frames
 
 
 def mix_statistics(x: torch.Tensor, lengths: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor,
@@ -116,7 +108,7 @@ class MixStyle:
         partner[order] = np.roll(order, 1)
         self._partner = torch.from_numpy(partner)
         self._lam = torch.from_numpy(rng.beta(self.p.alpha, self.p.alpha, size=b).astype(np.float32))
-        self._lengths = conv_lengths(samples, self.kernels, self.strides)
+        self._lengths = layer_frames(samples.long(), self.kernels, self.strides)
         return True
 
     def _hook(self, layer: int):

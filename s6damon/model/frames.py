@@ -1,11 +1,11 @@
 """Frame geometry of the wav2vec 2.0 / HuBERT convolutional feature encoder.
 
 One encoder token is one output frame of the conv feature encoder (20 ms for the standard
-``conv_stride = (5, 2, 2, 2, 2, 2, 2)``). Label derivation, baselines and the detector all
-need the same frame count and time span per frame, so they are computed here once, from the
-model config's kernels and strides, with the formula of transformers'
-``Wav2Vec2PreTrainedModel._get_feat_extract_output_lengths`` (adapters excluded: SALAD
-drops tokens before the transformer, where adapters play no part).
+``conv_stride = (5, 2, 2, 2, 2, 2, 2)``). Token dropping and its labels, MixStyle's per-layer
+statistics, FLOP counts and the exported graph all need the same frame counts, so they are
+computed here once, from the model config's kernels and strides, with the formula of
+transformers' ``Wav2Vec2PreTrainedModel._get_feat_extract_output_lengths`` (adapters excluded:
+they come after the transformer).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ def conv_layout(config: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(int(k) for k in config.conv_kernel), tuple(int(s) for s in config.conv_stride)
 
 
-def num_frames(num_samples: int | torch.Tensor | np.ndarray, conv_kernel: Sequence[int],
-               conv_stride: Sequence[int]) -> Any:
-    """Number of encoder tokens for ``num_samples`` input samples.
+def layer_frames(num_samples: int | torch.Tensor | np.ndarray, conv_kernel: Sequence[int],
+                 conv_stride: Sequence[int]) -> list[Any]:
+    """Output frames of each conv layer for ``num_samples`` input samples.
 
-    Same arithmetic as ``_get_feat_extract_output_lengths``: each conv layer maps ``n`` to
-    ``floor((n - kernel) / stride) + 1``. Inputs shorter than the receptive field give 0
-    (clipped, where transformers would return a negative count).
+    Each layer maps ``n`` to ``floor((n - kernel) / stride) + 1``, clipped at 0 (where
+    transformers would carry a negative count on for inputs shorter than the receptive
+    field). Integer arithmetic only, so a tensor input traces into an exported graph.
 
     Args:
         num_samples: an int, or an integer tensor/array of any shape.
@@ -40,19 +40,26 @@ def num_frames(num_samples: int | torch.Tensor | np.ndarray, conv_kernel: Sequen
         conv_stride: stride per conv layer.
 
     Returns:
-        Same type and shape as ``num_samples``.
+        One count per layer, each of ``num_samples``' type and shape.
     """
+    out: list[Any] = []
     n = num_samples
-    for k, s in zip(conv_kernel, conv_stride):
+    for k, s in zip(conv_kernel, conv_stride, strict=True):
         if isinstance(n, torch.Tensor):
-            n = torch.div(n - k, s, rounding_mode="floor") + 1
+            n = (torch.div(n - k, s, rounding_mode="floor") + 1).clamp(min=0)
+        elif isinstance(n, int):
+            n = max((n - k) // s + 1, 0)
         else:
-            n = (np.asarray(n) - k) // s + 1 if not isinstance(n, int) else (n - k) // s + 1
-    if isinstance(n, torch.Tensor):
-        return n.clamp(min=0)
-    if isinstance(n, int):
-        return max(n, 0)
-    return np.maximum(n, 0)
+            n = np.maximum((np.asarray(n) - k) // s + 1, 0)
+        out.append(n)
+    return out
+
+
+def num_frames(num_samples: int | torch.Tensor | np.ndarray, conv_kernel: Sequence[int],
+               conv_stride: Sequence[int]) -> Any:
+    """Number of encoder tokens for ``num_samples`` input samples: the last conv layer's
+    count of :func:`layer_frames` (0 for inputs shorter than the receptive field)."""
+    return layer_frames(num_samples, conv_kernel, conv_stride)[-1]
 
 
 def total_stride(conv_stride: Sequence[int]) -> int:
