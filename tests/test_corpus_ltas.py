@@ -1,0 +1,81 @@
+"""LTAS normalisation (``s6damon.corpus.ltas``): an utterance's average envelope moves onto the
+reference, nothing moves in time, the gain is bounded, and a second pass changes little."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from s6damon.corpus.ltas import N_FFT, equalise, normalise, reference_ltas, smoothed_log_ltas
+
+RATE = 16000
+DB = 10.0 / np.log(10.0)  # natural log of power -> dB
+
+
+def _tilted(wave: np.ndarray, centre: float, gain_db: float) -> np.ndarray:
+    """``wave`` through one peaking filter: a static colouring of the kind a voice or channel adds."""
+    out = torchaudio.functional.equalizer_biquad(torch.from_numpy(wave).float(), RATE, centre, gain_db, 0.7)
+    return out.numpy().astype(np.float64)
+
+
+def _speechlike(rng: np.random.Generator, seconds: float = 2.0) -> np.ndarray:
+    """White noise in bursts with pauses between them (the pauses must not count)."""
+    n = int(seconds * RATE)
+    wave = rng.normal(0, 0.1, n)
+    gate = (np.arange(n) // 4000) % 2 == 0
+    return wave * np.where(gate, 1.0, 1e-4)
+
+
+def test_normalise_moves_a_coloured_utterance_onto_the_reference():
+    rng = np.random.default_rng(0)
+    reference = reference_ltas(smoothed_log_ltas(_speechlike(rng)) for _ in range(8))
+    coloured = _tilted(_speechlike(rng), 2500.0, 9.0)
+    before = np.abs(smoothed_log_ltas(coloured) - reference) * DB
+    out = normalise(coloured, reference)
+    after = np.abs(smoothed_log_ltas(out) - reference) * DB
+    band = slice(8, 240)  # 250 Hz - 7.5 kHz: the window's edge bins are not what the test is about
+    assert before[band].max() > 6.0
+    assert after[band].max() < 2.0 and after[band].mean() < 0.7
+    assert out.dtype == np.float32 and len(out) == len(coloured)
+
+
+def test_a_static_filter_moves_nothing_in_time_and_a_second_pass_changes_little():
+    rng = np.random.default_rng(1)
+    reference = reference_ltas(smoothed_log_ltas(_speechlike(rng)) for _ in range(8))
+    wave = _tilted(_speechlike(rng), 800.0, -8.0)
+    once = normalise(wave, reference)
+    twice = normalise(once, reference)
+    # bursts stay where they were: the envelope's energy per 250 ms block keeps its on/off pattern
+    blocks = (once[: len(once) // 4000 * 4000].reshape(-1, 4000) ** 2).mean(axis=1)
+    assert (blocks[::2] > 100 * blocks[1::2]).all()
+    assert np.abs(twice - once).max() < 0.1 * np.abs(once).max()
+
+
+def test_gain_is_clipped_and_the_output_never_clips():
+    rng = np.random.default_rng(2)
+    reference = reference_ltas([smoothed_log_ltas(_speechlike(rng))])
+    quiet = 1e-3 * _speechlike(rng)  # 60 dB below the reference everywhere
+    out = normalise(quiet, reference, max_gain_db=12.0)
+    ratio_db = 10 * np.log10((out.astype(np.float64) ** 2).sum() / (quiet ** 2).sum())
+    assert 10.0 < ratio_db < 12.5
+    loud = normalise(0.9 * _speechlike(rng) / 0.1, reference + 3.0)
+    assert np.abs(loud).max() <= 0.999 + 1e-6
+
+
+def test_short_and_silent_inputs_give_finite_output_of_their_length():
+    reference = np.zeros(N_FFT // 2 + 1)
+    for wave in (np.zeros(100), np.zeros(RATE), np.ones(10)):
+        out = normalise(wave, reference)
+        assert len(out) == len(wave) and np.isfinite(out).all()
+
+
+def test_equalise_with_zero_gain_is_the_identity():
+    wave = np.random.default_rng(3).normal(size=5000)
+    np.testing.assert_allclose(equalise(wave, np.zeros(N_FFT // 2 + 1)), wave, atol=1e-9)
+
+
+def test_reference_rejects_envelopes_of_another_size():
+    with pytest.raises(ValueError, match="257 bins"):
+        reference_ltas([np.zeros(100)])
