@@ -7,7 +7,9 @@ Usage::
 Writes ``<prepare.out_dir>/manifest.parquet`` (utt_id, speaker, path, duration, text, split,
 ...), the synthesiser's ground-truth timings (``truth_phones.parquet``,
 ``truth_words.parquet``) when the corpus is synthesised, ``skipped.json`` (inputs skipped
-under ``on_bad_input: skip``) and ``metrics/prepare.json``.
+under ``on_bad_input: skip``), with ``prepare.ltas.enabled`` the normalised copies
+(``wav_ltas/``, which the manifest's ``path`` then names; ``raw_path`` the originals) and
+``ltas.json`` (the reference envelope), and ``metrics/prepare.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from prefect import flow, get_run_logger
 
 from flows.cli import main
 from s6damon import io
-from s6damon.config import load_params
+from s6damon.config import load_params, to_dict
+from s6damon.config.prepare import PrepareParams
 from tasks import prepare as T
 
 
@@ -32,6 +35,23 @@ def _render_all(specs: list, out_dir: str, sample_rate: int, shard_size: int) ->
         if not all(Path(p).exists() for p in manifest["path"]):
             results[i] = T.render.with_options(refresh_cache=True)(shards[i], out_dir, sample_rate)
     return results
+
+
+def _normalise_spectra(manifest: pd.DataFrame, out_dir: str, p: PrepareParams) -> tuple[pd.DataFrame, dict]:
+    """The normalised copies (``prepare.ltas``), re-written when a cached result's files are gone."""
+    result = T.normalise_spectra(manifest, out_dir, p.ltas, p.sample_rate)
+    if not all(Path(path).exists() for path in result[0]["path"]):
+        result = T.normalise_spectra.with_options(refresh_cache=True)(manifest, out_dir, p.ltas, p.sample_rate)
+    return result
+
+
+def _ltas_metrics(report: dict | None) -> dict:
+    """Whether the corpus is LTAS-normalised, and the mean distance of its voices' envelopes
+    from the reference (dB) before and after."""
+    if report is None:
+        return {"enabled": False}
+    return {"enabled": True, **{key: round(sum(report[key].values()) / len(report[key]), 2)
+                                for key in ("distance_db_before", "distance_db_after")}}
 
 
 @flow(name="prepare")
@@ -61,12 +81,17 @@ def prepare(params_path: str = "params.yaml") -> dict:
         if not p.source_path:
             raise FileNotFoundError(f"params: 'prepare.source_path' must name the {p.source} to read")
         manifest, skipped = T.ingest(p, Path(p.source_path), str(out))
+    ltas = None
+    if p.ltas.enabled:
+        manifest, ltas = _normalise_spectra(manifest, str(out), p)
+        io.write_json(out / "ltas.json", {**to_dict(p.ltas), "sample_rate": p.sample_rate, **ltas})
     io.write_parquet(out / "manifest.parquet", manifest)
     if truth_phones is not None:
         io.write_parquet(out / "truth_phones.parquet", truth_phones)
         io.write_parquet(out / "truth_words.parquet", truth_words)
     io.write_json(out / "skipped.json", skipped)
-    metrics = {**summarise(manifest), "skipped": len(skipped), "seed": params.seed, "source": p.source}
+    metrics = {**summarise(manifest), "skipped": len(skipped), "seed": params.seed, "source": p.source,
+               "ltas": _ltas_metrics(ltas)}
     io.write_json("metrics/prepare.json", metrics)
     log.info("corpus: %s", metrics)
     return metrics

@@ -68,7 +68,9 @@ def export_one(name: str, model_dir: Path, salad_dir: Path | None, manifest: Pat
     torch.set_num_threads(threads)
     run_dir = RUNS / fingerprint(name, model_dir, salad_dir, manifest, e)[:16]
     ref = load_reference(model_dir, salad_dir=salad_dir)
-    folder = export_model(model_dir, run_dir / name, salad_dir=salad_dir, reference=ref)
+    ltas = manifest.parent / "ltas.json"  # written by prepare when the corpus is LTAS-normalised
+    folder = export_model(model_dir, run_dir / name, salad_dir=salad_dir, reference=ref,
+                          ltas=ltas if ltas.exists() else None)
     exported = load_exported(folder)
     runners: dict[str, Any] = {"pytorch_exported": TorchRunner(exported.graph)}
     loose: dict[str, Any] = {}

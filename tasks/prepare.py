@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
-from s6damon.config.prepare import PrepareParams
+from s6damon.config.prepare import LtasParams, PrepareParams
 from tasks.caching import content_cache
 
 CORPUS_CODE = ("s6damon/corpus", "s6damon/text.py", "s6damon/io.py")
@@ -35,3 +35,12 @@ def ingest(p: PrepareParams, source: Path, out_dir: str) -> tuple[pd.DataFrame, 
     from s6damon.corpus.sources import ingest as ingest_corpus
 
     return ingest_corpus(p, Path(out_dir))
+
+
+@task(cache_policy=content_cache(*CORPUS_CODE), persist_result=True)
+def normalise_spectra(manifest: pd.DataFrame, out_dir: str, p: LtasParams,
+                      sample_rate: int) -> tuple[pd.DataFrame, dict]:
+    """LTAS-normalised copies of every utterance; returns (manifest pointing at them, report)."""
+    from s6damon.corpus.ltas import normalise_corpus
+
+    return normalise_corpus(manifest, Path(out_dir), p, sample_rate)

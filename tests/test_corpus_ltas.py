@@ -4,11 +4,14 @@ reference, nothing moves in time, the gain is bounded, and a second pass changes
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+import soundfile as sf
 import torch
 import torchaudio
 
-from s6damon.corpus.ltas import N_FFT, equalise, normalise, reference_ltas, smoothed_log_ltas
+from s6damon.config.prepare import LtasParams
+from s6damon.corpus.ltas import N_FFT, equalise, normalise, normalise_corpus, reference_ltas, smoothed_log_ltas
 
 RATE = 16000
 DB = 10.0 / np.log(10.0)  # natural log of power -> dB
@@ -79,3 +82,39 @@ def test_equalise_with_zero_gain_is_the_identity():
 def test_reference_rejects_envelopes_of_another_size():
     with pytest.raises(ValueError, match="257 bins"):
         reference_ltas([np.zeros(100)])
+
+
+def _corpus(root, rng) -> pd.DataFrame:
+    """Six utterances of three 'voices' (coloured noise bursts); voice c is unseen (test)."""
+    rows = []
+    for voice, (centre, gain, split) in {"a": (600.0, 6.0, "train"), "b": (3000.0, -6.0, "train"),
+                                         "c": (1500.0, 10.0, "test")}.items():
+        for k in range(2):
+            path = root / f"{voice}{k}.wav"
+            sf.write(path, (0.5 * _tilted(_speechlike(rng, 1.0), centre, gain)).astype(np.float32), RATE)
+            rows.append({"utt_id": f"{voice}-{k}", "speaker": voice, "voice": voice, "path": str(path),
+                         "split": split})
+    return pd.DataFrame(rows)
+
+
+def test_normalise_corpus_writes_copies_nearer_the_train_reference(tmp_path):
+    manifest = _corpus(tmp_path, np.random.default_rng(4))
+    out, report = normalise_corpus(manifest, tmp_path / "corpus", LtasParams(enabled=True), RATE)
+    assert list(out["raw_path"]) == list(manifest["path"])
+    assert all(p.endswith(f"wav_ltas/{u}.wav") for p, u in zip(out["path"], out["utt_id"]))
+    for raw, copy in zip(out["raw_path"], out["path"]):
+        a, rate = sf.read(raw)
+        b, _ = sf.read(copy)
+        assert rate == RATE and len(a) == len(b)
+    before, after = report["distance_db_before"], report["distance_db_after"]
+    assert before["c"] > 3.0 and after["c"] < 0.5 * before["c"]
+    assert len(report["reference_log_power"]) == N_FFT // 2 + 1
+
+
+def test_normalise_corpus_names_a_bad_file_and_needs_train_rows(tmp_path):
+    manifest = _corpus(tmp_path, np.random.default_rng(5))
+    sf.write(tmp_path / "b1.wav", np.zeros(8000, dtype=np.float32), 8000)
+    with pytest.raises(ValueError, match=r"b1\.wav: expected 16000 Hz"):
+        normalise_corpus(manifest, tmp_path / "corpus", LtasParams(enabled=True), RATE)
+    with pytest.raises(ValueError, match="no train rows"):
+        normalise_corpus(manifest.assign(split="test"), tmp_path / "corpus", LtasParams(enabled=True), RATE)

@@ -112,6 +112,32 @@ def test_export_folder_round_trip(tmp_path):
     assert exported.transcribe_batch([wave, wave[:7000]])[0] == exported.transcribe(wave)
 
 
+def test_an_ltas_front_end_travels_with_the_export_and_reads_raw_audio(tmp_path):
+    from s6damon.corpus.ltas import N_FFT, normalise
+    from s6damon.export.folder import prepare_wave
+
+    src = write_folders(tmp_path)
+    reference = np.linspace(-14.0, -22.0, N_FFT // 2 + 1)  # a tilted envelope, natural-log power
+    settings = {"floor_db": 30.0, "lifter": 16, "max_gain_db": 12.0}
+    (tmp_path / "ltas.json").write_text(json.dumps({**settings, "reference_log_power": reference.tolist()}))
+    plain = load_exported(export_model(src["safari"], tmp_path / "plain"))
+    out = export_model(src["safari"], tmp_path / "export", ltas=tmp_path / "ltas.json")
+    exported = load_exported(out)
+    assert plain.ltas is None and json.loads((out / "export.json").read_text())["ltas"] == "ltas.json"
+    wave = np.random.default_rng(1).standard_normal(11000).astype(np.float32) * 0.1
+    want = normalise(wave, reference, **settings)
+    np.testing.assert_array_equal(exported.front_end(wave), want)
+    assert np.abs(exported.front_end(wave) - wave).max() > 0.01  # the front end changed the audio
+    np.testing.assert_array_equal(plain.front_end(wave), wave)
+    # transcribe = the graph on the normalised audio
+    x = torch.from_numpy(prepare_wave(want))[None]
+    logits, lengths = exported.logits(x, torch.tensor([len(want)]))
+    assert exported.transcribe(wave) == exported.decode(logits, lengths)[0]
+    (out / "ltas.json").unlink()
+    with pytest.raises(CheckpointError, match=r"ltas\.json: missing"):
+        load_exported(out)
+
+
 def test_mask_picked_up_from_the_model_folder(tmp_path):
     src = write_folders(tmp_path, which="heads")
     ref = load_reference(src["safari"])

@@ -53,3 +53,25 @@ def test_bad_files_are_skipped_and_listed(prefect_server, tiny_project):
     skipped = json.loads((tiny_project / "data/corpus/skipped.json").read_text())
     assert sorted(s["path"].split("/")[-1] for s in skipped) == ["broken.wav", "stereo.wav"]
     assert metrics["skipped"] == 2
+
+
+def test_ltas_normalised_copies_feed_the_manifest(prefect_server, tiny_project):
+    from flows.prepare import prepare
+
+    _write_inputs(tiny_project)
+    (tiny_project / "inputs/stereo.wav").unlink()
+    (tiny_project / "inputs/broken.wav").unlink()
+    rows = (tiny_project / "corpus.csv").read_text().splitlines()[:2]
+    (tiny_project / "corpus.csv").write_text("\n".join(rows) + "\n")
+    _use_manifest(tiny_project, "error")
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["prepare"]["ltas"] = {"enabled": True}
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    metrics = prepare(params_path="params.yaml")
+    manifest = io.read_parquet(tiny_project / "data/corpus/manifest.parquet")
+    path = tiny_project / manifest["path"].iloc[0]
+    assert path.parent.name == "wav_ltas" and path.exists()
+    assert manifest["raw_path"].iloc[0] != manifest["path"].iloc[0]
+    saved = json.loads((tiny_project / "data/corpus/ltas.json").read_text())
+    assert saved["enabled"] and saved["lifter"] == 16 and len(saved["reference_log_power"]) == 257
+    assert metrics["ltas"]["enabled"] and metrics["ltas"]["distance_db_after"] < 1.0

@@ -88,6 +88,21 @@ class SynthParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class LtasParams:
+    """Long-term spectrum normalisation of the corpus (``s6damon/corpus/ltas.py``): every
+    utterance is filtered once so its average spectral envelope matches the train split's mean.
+    Off by default; the models then expect normalised audio (an export folder carries the
+    reference and applies it in ``ExportedModel.transcribe``)."""
+
+    enabled: bool = param(False, help="write normalised copies (<out_dir>/wav_ltas) and point the manifest at them")
+    floor_db: float = param(30.0, minimum=5.0, maximum=80.0,
+                            help="frames this far below the loudest (95th percentile) are not averaged")
+    lifter: int = param(16, minimum=1, maximum=128,
+                        help="cepstral coefficients kept when smoothing: the envelope, not the pitch harmonics")
+    max_gain_db: float = param(12.0, minimum=0.0, maximum=40.0, help="largest boost or cut per frequency bin")
+
+
+@dataclasses.dataclass(frozen=True)
 class PrepareParams:
     source: Literal["synth", "librispeech", "manifest"] = "synth"
     source_path: str = param("", help="folder (librispeech) or CSV/Parquet file (manifest)")
@@ -102,3 +117,4 @@ class PrepareParams:
                                       help="librispeech: share of speakers in test when test_speakers is empty")
     max_seconds: float = param(30.0, minimum=0.5, help="external audio longer than this is a bad input")
     synth: SynthParams = dataclasses.field(default_factory=SynthParams)
+    ltas: LtasParams = dataclasses.field(default_factory=LtasParams)

@@ -16,8 +16,14 @@ Each utterance's LTAS is the mean power spectrum of its speech frames (those wit
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from s6damon.config.prepare import LtasParams
+from s6damon.io import atomic_path
 
 #: STFT size and hop (samples at 16 kHz: 32 ms frames every 10 ms) of the LTAS estimate.
 N_FFT = 512
@@ -89,3 +95,65 @@ def normalise(wave: np.ndarray, reference: np.ndarray, floor_db: float = 30.0, l
     if peak > 0.999:
         out = out * (0.999 / peak)
     return out.astype(np.float32)
+
+
+def _read(path: str | Path, sample_rate: int) -> np.ndarray:
+    import soundfile as sf
+
+    try:
+        wave, rate = sf.read(str(path), dtype="float64", always_2d=True)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot read audio ({err})") from err
+    if rate != sample_rate or wave.shape[1] != 1:
+        raise ValueError(f"{path}: expected {sample_rate} Hz mono (what prepare writes), got {rate} Hz, "
+                         f"{wave.shape[1]} channel(s)")
+    return wave[:, 0]
+
+
+def normalise_corpus(manifest: pd.DataFrame, out_dir: str | Path, p: LtasParams,
+                     sample_rate: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Normalised copies of every utterance of ``manifest`` under ``<out_dir>/wav_ltas``.
+
+    The reference is the mean envelope of the ``train`` rows. Each copy is written atomically
+    and named by ``utt_id``.
+
+    Returns:
+        ``(manifest, report)``: the manifest with ``path`` pointing at the copies and
+        ``raw_path`` at the originals; the report holds the reference (natural-log power per
+        bin, for ``ltas.json``) and each voice's mean distance from it in dB before and after.
+
+    Raises:
+        ValueError: no train rows, or an unreadable / wrong-rate file (named).
+    """
+    train = (manifest["split"] == "train").to_numpy()
+    if not train.any():
+        raise ValueError("prepare.ltas: the manifest has no train rows to take the reference from")
+    waves = [_read(path, sample_rate) for path in manifest["path"]]
+    envelopes = np.stack([smoothed_log_ltas(w, p.floor_db, p.lifter) for w in waves])
+    reference = reference_ltas(envelopes[train])
+    dest = Path(out_dir) / "wav_ltas"
+    dest.mkdir(parents=True, exist_ok=True)
+    paths, after = [], []
+    for utt, wave in zip(manifest["utt_id"], waves):
+        out = normalise(wave, reference, p.floor_db, p.lifter, p.max_gain_db)
+        after.append(smoothed_log_ltas(out, p.floor_db, p.lifter))
+        path = dest / f"{utt}.wav"
+        with atomic_path(path, suffix=".wav") as tmp:
+            _write(tmp, out, sample_rate)
+        paths.append(str(path))
+    voice = manifest["voice"] if "voice" in manifest else manifest["speaker"]
+    db = 10.0 / np.log(10.0)
+
+    def distance(env: np.ndarray) -> dict[str, float]:
+        d = pd.Series(np.abs(env - reference).mean(axis=1) * db, index=voice.to_numpy())
+        return {str(k): round(float(v), 2) for k, v in d.groupby(level=0).mean().items()}
+
+    report = {"reference_log_power": [round(float(v), 4) for v in reference],
+              "distance_db_before": distance(envelopes), "distance_db_after": distance(np.stack(after))}
+    return manifest.assign(raw_path=manifest["path"].to_numpy(), path=paths), report
+
+
+def _write(path: Path, wave: np.ndarray, sample_rate: int) -> None:
+    import soundfile as sf
+
+    sf.write(str(path), wave, sample_rate, subtype="PCM_16", format="WAV")

@@ -7,6 +7,8 @@ Layout of ``<folder>/`` (written by :func:`export_model`, read by :func:`load_ex
     vocab.json, tokenizer files,     tokenizer and waveform preprocessing
     preprocessor_config.json
     salad_detector.pt                only with SALAD: the detector (+ its threshold and drop rule)
+    ltas.json                        only when the corpus was LTAS-normalised (``prepare.ltas``):
+                                     the reference envelope ``transcribe`` equalises raw audio to
     export.json                      {"format", "source", "mask", "salad", "params", ...}
     model.ts, model.onnx,            optional runtimes (:mod:`s6damon.export.runtimes`)
     model.int8.onnx
@@ -39,6 +41,7 @@ META_FILE = "export.json"
 DETECTOR_FILE = "salad_detector.pt"
 SALAD_FILE = "salad.json"
 MASK_FILE = "mask.json"
+LTAS_FILE = "ltas.json"
 
 
 def load_salad(salad_dir: str | Path) -> tuple[nn.Module, float, dict[str, Any]]:
@@ -109,7 +112,8 @@ def load_reference(model_dir: str | Path, mask_json: str | Path | None = None,
 
 
 def export_model(model_dir: str | Path, dest: str | Path, *, mask_json: str | Path | None = None,
-                 salad_dir: str | Path | None = None, reference: Reference | None = None) -> Path:
+                 salad_dir: str | Path | None = None, reference: Reference | None = None,
+                 ltas: str | Path | None = None) -> Path:
     """Write the exported folder of a (masked, SALAD) model: physically pruned, detector inside.
 
     Args:
@@ -117,6 +121,8 @@ def export_model(model_dir: str | Path, dest: str | Path, *, mask_json: str | Pa
         dest: the folder to write (replaced atomically).
         mask_json, salad_dir: see :func:`load_reference`.
         reference: an already loaded :func:`load_reference` result (saves loading twice).
+        ltas: the corpus's ``ltas.json`` when the model was trained on LTAS-normalised audio
+            (``prepare.ltas``): copied in, so ``transcribe`` applies the same front end.
 
     Returns:
         ``dest``.
@@ -134,7 +140,9 @@ def export_model(model_dir: str | Path, dest: str | Path, *, mask_json: str | Pa
         "dense_params": count_parameters(ref.model),
         "layer_sizes": getattr(small.config, SIZES_KEY, None),
         "conv_dim": list(small.config.conv_dim),
+        "ltas": LTAS_FILE if ltas is not None else None,
     }
+    front_end = None if ltas is None else read_checkpoint_json(Path(ltas), "missing")
     dest = Path(dest)
     with io.atomic_path(dest) as tmp:
         tmp.mkdir(parents=True)
@@ -145,6 +153,8 @@ def export_model(model_dir: str | Path, dest: str | Path, *, mask_json: str | Pa
             ratio = float((ref.salad or {}).get("drop_ratio", 0.0))
             save_detector(tmp / DETECTOR_FILE, ref.detector, {ratio: ref.threshold},
                           meta={"source": str(salad_dir or model_dir)})
+        if front_end is not None:
+            io.write_json(tmp / LTAS_FILE, front_end)
         io.write_json(tmp / META_FILE, meta)
     return dest
 
@@ -159,6 +169,8 @@ class ExportedModel:
         tokenizer: its CTC tokenizer.
         detector, threshold: SALAD detector and threshold (None: no dropping).
         meta: ``export.json``; its ``salad.merge`` says whether dropped tokens are merged.
+        ltas: ``ltas.json`` (reference envelope and settings) when the model expects
+            LTAS-normalised audio; :meth:`transcribe_batch` applies it to raw input.
     """
 
     folder: Path
@@ -167,6 +179,7 @@ class ExportedModel:
     detector: nn.Module | None
     threshold: float
     meta: dict[str, Any]
+    ltas: dict[str, Any] | None = None
     _graph: nn.Module | None = field(default=None, repr=False)
 
     @classmethod
@@ -199,14 +212,26 @@ class ExportedModel:
         return self.transcribe_batch([wave_or_path])[0]
 
     def transcribe_batch(self, waves: list[str | Path | np.ndarray | torch.Tensor]) -> list[str]:
-        """Greedy transcripts of several utterances run as one padded batch."""
-        x, n = pad_batch([prepare_wave(w) for w in waves])
+        """Greedy transcripts of several utterances of raw audio run as one padded batch (the
+        folder's LTAS front end, if it has one, applied first)."""
+        x, n = pad_batch([prepare_wave(self.front_end(w)) for w in waves])
         return self.decode(*self.logits(torch.from_numpy(x), torch.from_numpy(n)))
 
+    def front_end(self, wave_or_path: str | Path | np.ndarray | torch.Tensor) -> np.ndarray:
+        """A raw 16 kHz waveform (or file) as the model was trained to hear it: LTAS-normalised
+        when the folder has ``ltas.json``, else unchanged (loudness is normalised later)."""
+        from s6damon.corpus.ltas import normalise
 
-def prepare_wave(wave_or_path: str | Path | np.ndarray | torch.Tensor) -> np.ndarray:
-    """A normalised float32 waveform from a file path or a raw 16 kHz waveform."""
-    from s6damon.train.data import load_audio, normalise_wave
+        wave = as_wave(wave_or_path)
+        if self.ltas is None:
+            return wave
+        s = self.ltas
+        return normalise(wave, np.asarray(s["reference_log_power"]), s["floor_db"], s["lifter"], s["max_gain_db"])
+
+
+def as_wave(wave_or_path: str | Path | np.ndarray | torch.Tensor) -> np.ndarray:
+    """A ``(T,)`` float32 waveform from a file path (read and resampled to 16 kHz mono) or samples."""
+    from s6damon.train.data import load_audio
 
     if isinstance(wave_or_path, (str, Path)):
         wave = load_audio(wave_or_path)
@@ -214,8 +239,15 @@ def prepare_wave(wave_or_path: str | Path | np.ndarray | torch.Tensor) -> np.nda
         wave = wave_or_path.detach().cpu().numpy()
     else:
         wave = np.asarray(wave_or_path)
-    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
-    return normalise_wave(wave).astype(np.float32)
+    return np.asarray(wave, dtype=np.float32).reshape(-1)
+
+
+def prepare_wave(wave_or_path: str | Path | np.ndarray | torch.Tensor) -> np.ndarray:
+    """A loudness-normalised float32 waveform (zero mean, unit variance) from a file path or a
+    16 kHz waveform: the model's input."""
+    from s6damon.train.data import normalise_wave
+
+    return normalise_wave(as_wave(wave_or_path)).astype(np.float32)
 
 
 def pad_batch(waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -254,5 +286,12 @@ def load_exported(folder: str | Path) -> ExportedModel:
     if meta.get("salad"):
         detector, _, _ = load_detector(folder / DETECTOR_FILE)
         threshold = float(meta["salad"]["threshold"])
+    ltas = None
+    if meta.get("ltas"):
+        ltas = read_checkpoint_json(folder / meta["ltas"], "missing; export.json says the model expects "
+                                                           "LTAS-normalised audio")
+        missing = {"reference_log_power", "floor_db", "lifter", "max_gain_db"} - set(ltas)
+        if missing:
+            raise CheckpointError(f"{folder / meta['ltas']}: missing {sorted(missing)}")
     return ExportedModel(folder=folder, model=model, tokenizer=tokenizer, detector=detector,
-                         threshold=threshold, meta=meta)
+                         threshold=threshold, meta=meta, ltas=ltas)
