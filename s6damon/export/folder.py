@@ -140,9 +140,10 @@ def export_model(model_dir: str | Path, dest: str | Path, *, mask_json: str | Pa
         "dense_params": count_parameters(ref.model),
         "layer_sizes": getattr(small.config, SIZES_KEY, None),
         "conv_dim": list(small.config.conv_dim),
-        "ltas": LTAS_FILE if ltas is not None else None,
     }
     front_end = None if ltas is None else read_checkpoint_json(Path(ltas), "missing")
+    if front_end is not None:
+        meta["ltas"] = LTAS_FILE
     dest = Path(dest)
     with io.atomic_path(dest) as tmp:
         tmp.mkdir(parents=True)
