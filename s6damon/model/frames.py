@@ -42,16 +42,17 @@ def layer_frames(num_samples: int | torch.Tensor | np.ndarray, conv_kernel: Sequ
     Returns:
         One count per layer, each of ``num_samples``' type and shape.
     """
+    # The count runs on unclipped (once <= 0 it stays <= 0) and each layer's is clipped on its
+    # own, so the last count's traced ops are those of transformers' formula plus one clip.
     out: list[Any] = []
-    n = num_samples
+    n = num_samples if isinstance(num_samples, (int, torch.Tensor)) else np.asarray(num_samples)
     for k, s in zip(conv_kernel, conv_stride, strict=True):
         if isinstance(n, torch.Tensor):
-            n = (torch.div(n - k, s, rounding_mode="floor") + 1).clamp(min=0)
-        elif isinstance(n, int):
-            n = max((n - k) // s + 1, 0)
+            n = torch.div(n - k, s, rounding_mode="floor") + 1
+            out.append(n.clamp(min=0))
         else:
-            n = np.maximum((np.asarray(n) - k) // s + 1, 0)
-        out.append(n)
+            n = (n - k) // s + 1
+            out.append(max(n, 0) if isinstance(n, int) else np.maximum(n, 0))
     return out
 
 
