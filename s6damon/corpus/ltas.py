@@ -78,8 +78,11 @@ def equalise(wave: np.ndarray, log_gain: np.ndarray) -> np.ndarray:
 
 
 def normalise(wave: np.ndarray, reference: np.ndarray, floor_db: float = 30.0, lifter: int = 16,
-              max_gain_db: float = 12.0) -> np.ndarray:
+              max_gain_db: float = 12.0, envelope: np.ndarray | None = None) -> np.ndarray:
     """``wave`` equalised so its smoothed LTAS moves onto ``reference``.
+
+    ``envelope``: ``wave``'s :func:`smoothed_log_ltas` with the same settings, when the caller
+    has it already (it is estimated here otherwise).
 
     The gain is clipped to ``±max_gain_db`` per bin (a band the utterance barely has is not
     amplified into noise); the result is scaled down only if it would clip (peak > 0.999),
@@ -89,7 +92,9 @@ def normalise(wave: np.ndarray, reference: np.ndarray, floor_db: float = 30.0, l
         float32 samples, ``wave``'s length.
     """
     limit = max_gain_db / 10.0 * np.log(10.0)  # dB of power -> natural log of power
-    gain = np.clip(reference - smoothed_log_ltas(wave, floor_db, lifter), -limit, limit)
+    if envelope is None:
+        envelope = smoothed_log_ltas(wave, floor_db, lifter)
+    gain = np.clip(reference - envelope, -limit, limit)
     out = equalise(wave, gain)
     peak = float(np.abs(out).max()) if len(out) else 0.0
     if peak > 0.999:
@@ -134,8 +139,8 @@ def normalise_corpus(manifest: pd.DataFrame, out_dir: str | Path, p: LtasParams,
     dest = Path(out_dir) / "wav_ltas"
     dest.mkdir(parents=True, exist_ok=True)
     paths, after = [], []
-    for utt, wave in zip(manifest["utt_id"], waves):
-        out = normalise(wave, reference, p.floor_db, p.lifter, p.max_gain_db)
+    for utt, wave, envelope in zip(manifest["utt_id"], waves, envelopes):
+        out = normalise(wave, reference, p.floor_db, p.lifter, p.max_gain_db, envelope)
         after.append(smoothed_log_ltas(out, p.floor_db, p.lifter))
         path = dest / f"{utt}.wav"
         with atomic_path(path, suffix=".wav") as tmp:
