@@ -171,3 +171,45 @@ def test_augment_shift_measures_the_detectors_decisions_on_augmented_audio():
     moved = augment_shift(model, det, thr, waves, eq)
     assert moved["drop_clean"] == same["drop_clean"]
     assert moved["min_agreement"] <= moved["agreement"] < 1.0
+
+
+def test_speaker_scope_keeps_the_differences_between_one_speakers_utterances(tmp_path):
+    """``scripts/ltas_corpus.py --scope speaker``: one filter per speaker (from its mean envelope),
+    so what differs between a speaker's utterances (their phone content) survives, while the
+    utterance scope equalises each utterance away on its own."""
+    import soundfile as sf
+    import torchaudio
+    from ltas_corpus import normalise_by_speaker
+
+    from s6damon.config.prepare import LtasParams
+    from s6damon.corpus.ltas import normalise_corpus, smoothed_log_ltas
+
+    rate, rng = 16000, np.random.default_rng(3)
+
+    def coloured(peaks: list[tuple[float, float]]) -> np.ndarray:
+        n = rate
+        wave = torch.from_numpy(rng.normal(0, 0.1, n) * np.where((np.arange(n) // 4000) % 2 == 0, 1.0, 1e-4)).float()
+        for centre, gain in peaks:
+            wave = torchaudio.functional.equalizer_biquad(wave, rate, centre, gain, 0.7)
+        return (0.5 * wave.numpy()).astype(np.float32)
+
+    voices = {"a-0": ("a", "train", [(600.0, 6.0)]), "a-1": ("a", "train", [(600.0, 6.0), (3000.0, -8.0)]),
+              "c-0": ("c", "test", [(1500.0, 10.0)]), "c-1": ("c", "test", [(1500.0, 10.0), (4000.0, 8.0)])}
+    rows = []
+    for utt, (speaker, split, peaks) in voices.items():
+        sf.write(tmp_path / f"{utt}.wav", coloured(peaks), rate)
+        rows.append({"utt_id": utt, "speaker": speaker, "path": str(tmp_path / f"{utt}.wav"), "split": split})
+    manifest = pd.DataFrame(rows)
+    p = LtasParams(enabled=True)
+
+    def env(path: str) -> np.ndarray:
+        return smoothed_log_ltas(sf.read(path)[0], p.floor_db, p.lifter) * 10.0 / np.log(10.0)
+
+    def spread(df: pd.DataFrame) -> float:  # mean |difference| (dB) between c's two utterances
+        return float(np.abs(env(df["path"].iloc[2]) - env(df["path"].iloc[3])).mean())
+
+    by_speaker, report = normalise_by_speaker(manifest, tmp_path / "spk", p, rate)
+    by_utterance, _ = normalise_corpus(manifest, tmp_path / "utt", p, rate)
+    assert report["scope"] == "speaker" and len(report["reference_log_power"]) == 257
+    assert spread(manifest) > 1.5
+    assert abs(spread(by_speaker) - spread(manifest)) < 0.3 < spread(manifest) - spread(by_utterance)
