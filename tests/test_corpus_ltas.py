@@ -11,7 +11,8 @@ import torch
 import torchaudio
 
 from s6damon.config.prepare import LtasParams
-from s6damon.corpus.ltas import N_FFT, equalise, normalise, normalise_corpus, reference_ltas, smoothed_log_ltas
+from s6damon.corpus.ltas import (N_FFT, RunningEnvelope, equalise, normalise, normalise_corpus, reference_ltas,
+                                 smoothed_log_ltas, speaker_means)
 
 RATE = 16000
 DB = 10.0 / np.log(10.0)  # natural log of power -> dB
@@ -118,3 +119,45 @@ def test_normalise_corpus_names_a_bad_file_and_needs_train_rows(tmp_path):
         normalise_corpus(manifest, tmp_path / "corpus", LtasParams(enabled=True), RATE)
     with pytest.raises(ValueError, match="no train rows"):
         normalise_corpus(manifest.assign(split="test"), tmp_path / "corpus", LtasParams(enabled=True), RATE)
+
+
+def test_speaker_scope_keeps_the_differences_between_one_speakers_utterances(tmp_path):
+    """One filter per speaker (from its mean envelope): what differs between a speaker's
+    utterances (their phone content) survives, while the utterance scope equalises each
+    utterance away on its own."""
+    rng = np.random.default_rng(3)
+    peaks = {"a-0": ("a", "train", [(600.0, 6.0)]), "a-1": ("a", "train", [(600.0, 6.0), (3000.0, -8.0)]),
+             "c-0": ("c", "test", [(1500.0, 10.0)]), "c-1": ("c", "test", [(1500.0, 10.0), (4000.0, 8.0)])}
+    rows = []
+    for utt, (speaker, split, filters) in peaks.items():
+        wave = _speechlike(rng, 1.0)
+        for centre, gain in filters:
+            wave = _tilted(wave, centre, gain)
+        sf.write(tmp_path / f"{utt}.wav", (0.5 * wave).astype(np.float32), RATE)
+        rows.append({"utt_id": utt, "speaker": speaker, "path": str(tmp_path / f"{utt}.wav"), "split": split})
+    manifest = pd.DataFrame(rows)
+
+    def spread(df: pd.DataFrame) -> float:  # mean |difference| (dB) between c's two utterances
+        env = [smoothed_log_ltas(sf.read(path)[0]) * DB for path in df["path"].iloc[2:]]
+        return float(np.abs(env[0] - env[1]).mean())
+
+    by_speaker, report = normalise_corpus(manifest, tmp_path / "spk", LtasParams(enabled=True, scope="speaker"), RATE)
+    by_utterance, _ = normalise_corpus(manifest, tmp_path / "utt", LtasParams(enabled=True), RATE)
+    assert spread(manifest) > 1.5
+    assert abs(spread(by_speaker) - spread(manifest)) < 0.3 < spread(manifest) - spread(by_utterance)
+    # the reference is the train rows' mean either way
+    assert report["reference_log_power"] == normalise_corpus(manifest, tmp_path / "utt", LtasParams(enabled=True),
+                                                             RATE)[1]["reference_log_power"]
+
+
+def test_speaker_means_and_the_running_envelope_average_per_speaker():
+    env = np.array([[0.0, 2.0], [2.0, 4.0], [10.0, 10.0]])
+    np.testing.assert_array_equal(speaker_means(env, ["a", "a", "b"]), [[1.0, 3.0], [1.0, 3.0], [10.0, 10.0]])
+    rng = np.random.default_rng(6)
+    waves = [_tilted(_speechlike(rng, 1.0), 1000.0, g) for g in (6.0, -6.0)]
+    tracker = RunningEnvelope()
+    first = tracker.update(waves[0])
+    np.testing.assert_allclose(first, smoothed_log_ltas(waves[0]))  # one utterance: its own envelope
+    both = tracker.update(waves[1])
+    np.testing.assert_allclose(both, (smoothed_log_ltas(waves[0]) + smoothed_log_ltas(waves[1])) / 2)
+    assert tracker.count == 2

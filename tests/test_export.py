@@ -134,6 +134,20 @@ def test_an_ltas_front_end_travels_with_the_export_and_reads_raw_audio(tmp_path)
     x = torch.from_numpy(prepare_wave(want))[None]
     logits, lengths = exported.logits(x, torch.tensor([len(want)]))
     assert exported.transcribe(wave) == exported.decode(logits, lengths)[0]
+    # a speaker-scope front end: the envelope given (a running mean over the speaker's
+    # utterances) is the one corrected, not the utterance's own
+    tracker = exported.envelope_tracker()
+    other = np.random.default_rng(2).standard_normal(9000).astype(np.float32) * 0.1
+    tracker.update(other)
+    mean = tracker.update(wave)
+    np.testing.assert_array_equal(exported.front_end(wave, mean), normalise(wave, reference, **settings, envelope=mean))
+    # an envelope 1 (natural-log power) above the reference everywhere: a flat cut of e^-1/2
+    np.testing.assert_allclose(exported.front_end(wave, reference + 1.0), wave * np.exp(-0.5), atol=1e-4)
+    assert exported.transcribe(wave, mean) == exported.transcribe_batch([wave, other], [mean, mean])[0]
+    with pytest.raises(ValueError, match="1 envelopes for 2 waves"):
+        exported.transcribe_batch([wave, other], [mean])
+    with pytest.raises(ValueError, match="no ltas.json"):
+        plain.envelope_tracker()
     (out / "ltas.json").unlink()
     with pytest.raises(CheckpointError, match=r"ltas\.json: missing"):
         load_exported(out)

@@ -100,6 +100,8 @@ class LtasParams:
     lifter: int = param(16, minimum=1, maximum=128,
                         help="cepstral coefficients kept when smoothing: the envelope, not the pitch harmonics")
     max_gain_db: float = param(12.0, minimum=0.0, maximum=40.0, help="largest boost or cut per frequency bin")
+    scope: Literal["utterance", "speaker"] = param(
+        "utterance", help="correct each utterance by its own envelope, or by its speaker's mean (keeps its phone content)")
 
 
 @dataclasses.dataclass(frozen=True)

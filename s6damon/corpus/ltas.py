@@ -11,6 +11,13 @@ moves in time and no within-utterance spectral contrast changes.
 Each utterance's LTAS is the mean power spectrum of its speech frames (those within
 ``floor_db`` of its loudest frames), smoothed in the log domain by keeping the lowest
 ``lifter`` cepstral coefficients: the envelope, without the harmonics of the voice's pitch.
+
+The envelope a filter corrects is either the utterance's own (scope ``utterance``) or the mean
+of its speaker's utterances (scope ``speaker``). A short command's own envelope is tilted by
+its phones (an utterance full of fricatives has more high-frequency energy than one of
+vowels), and correcting it flattens that too; the speaker's mean keeps it and takes away
+only what the speaker's utterances share. On a device the speaker's mean is a running mean
+over the user's utterances (:class:`RunningEnvelope`).
 """
 
 from __future__ import annotations
@@ -63,6 +70,33 @@ def reference_ltas(envelopes: Iterable[np.ndarray]) -> np.ndarray:
     if stacked.ndim != 2 or stacked.shape[1] != N_FFT // 2 + 1:
         raise ValueError(f"reference_ltas: expected envelopes of {N_FFT // 2 + 1} bins, got shape {stacked.shape}")
     return stacked.mean(axis=0)
+
+
+def speaker_means(envelopes: np.ndarray, speakers: Iterable[str]) -> np.ndarray:
+    """Each row's speaker's mean envelope: ``envelopes`` ``(N, bins)`` averaged over the rows of
+    the same speaker (``speakers``, one per row), returned row by row."""
+    envelopes = np.asarray(envelopes)
+    return pd.DataFrame(envelopes).groupby(np.asarray(list(speakers))).transform("mean").to_numpy()
+
+
+class RunningEnvelope:
+    """A speaker's mean envelope over the utterances heard so far: the speaker-scope front end
+    on a device, where the speaker's other utterances are the ones that came before.
+
+    ``update(wave)`` adds an utterance and returns the mean including it, the envelope to
+    correct that utterance by; the first utterance is corrected by its own.
+    """
+
+    def __init__(self, floor_db: float = 30.0, lifter: int = 16) -> None:
+        self.floor_db, self.lifter = floor_db, lifter
+        self.total = np.zeros(N_FFT // 2 + 1)
+        self.count = 0
+
+    def update(self, wave: np.ndarray) -> np.ndarray:
+        """Add ``wave``'s envelope; return the mean over every utterance so far."""
+        self.total = self.total + smoothed_log_ltas(wave, self.floor_db, self.lifter)
+        self.count += 1
+        return self.total / self.count
 
 
 def equalise(wave: np.ndarray, log_gain: np.ndarray) -> np.ndarray:
@@ -119,13 +153,17 @@ def normalise_corpus(manifest: pd.DataFrame, out_dir: str | Path, p: LtasParams,
                      sample_rate: int) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Normalised copies of every utterance of ``manifest`` under ``<out_dir>/wav_ltas``.
 
-    The reference is the mean envelope of the ``train`` rows. Each copy is written atomically
+    The reference is the mean envelope of the ``train`` rows. Each utterance is corrected by its
+    own envelope or, with ``p.scope == "speaker"``, by the mean of its ``speaker``'s (every split's
+    utterances of that speaker: the audio only, no transcript). Each copy is written atomically
     and named by ``utt_id``.
 
     Returns:
         ``(manifest, report)``: the manifest with ``path`` pointing at the copies and
         ``raw_path`` at the originals; the report holds the reference (natural-log power per
-        bin, for ``ltas.json``) and each voice's mean distance from it in dB before and after.
+        bin, for ``ltas.json``) and each voice's mean distance from it in dB before and after
+        (each utterance's own envelope against the reference: with the speaker scope what
+        remains after is the spread of a speaker's utterances about their mean).
 
     Raises:
         ValueError: no train rows, or an unreadable / wrong-rate file (named).
@@ -136,10 +174,11 @@ def normalise_corpus(manifest: pd.DataFrame, out_dir: str | Path, p: LtasParams,
     waves = [_read(path, sample_rate) for path in manifest["path"]]
     envelopes = np.stack([smoothed_log_ltas(w, p.floor_db, p.lifter) for w in waves])
     reference = reference_ltas(envelopes[train])
+    corrected = envelopes if p.scope == "utterance" else speaker_means(envelopes, manifest["speaker"])
     dest = Path(out_dir) / "wav_ltas"
     dest.mkdir(parents=True, exist_ok=True)
     paths, after = [], []
-    for utt, wave, envelope in zip(manifest["utt_id"], waves, envelopes):
+    for utt, wave, envelope in zip(manifest["utt_id"], waves, corrected):
         out = normalise(wave, reference, p.floor_db, p.lifter, p.max_gain_db, envelope)
         after.append(smoothed_log_ltas(out, p.floor_db, p.lifter))
         path = dest / f"{utt}.wav"

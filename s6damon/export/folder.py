@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from s6damon.model.factory import (CheckpointError, count_parameters, feature_ex
                                    read_checkpoint_json)
 from s6damon.pruning.masks import StructuredMask, apply_masks, load_mask
 from s6damon.pruning.physical import SIZES_KEY, load_pruned, materialise, save_pruned
+
+if TYPE_CHECKING:
+    from s6damon.corpus.ltas import RunningEnvelope
 
 FORMAT = "s6damon-export/1"
 META_FILE = "export.json"
@@ -208,26 +211,53 @@ class ExportedModel:
         ids = np.asarray(logits).argmax(-1) if not isinstance(logits, torch.Tensor) else logits.argmax(-1).numpy()
         return [self.tokenizer.decode(ids[b, : int(n)].tolist()).strip() for b, n in enumerate(np.asarray(lengths))]
 
-    def transcribe(self, wave_or_path: str | Path | np.ndarray | torch.Tensor) -> str:
-        """Greedy transcript of one utterance (a 16 kHz mono waveform or an audio file)."""
-        return self.transcribe_batch([wave_or_path])[0]
+    def transcribe(self, wave_or_path: str | Path | np.ndarray | torch.Tensor,
+                   envelope: np.ndarray | None = None) -> str:
+        """Greedy transcript of one utterance (a 16 kHz mono waveform or an audio file);
+        ``envelope`` as in :meth:`front_end`."""
+        return self.transcribe_batch([wave_or_path], None if envelope is None else [envelope])[0]
 
-    def transcribe_batch(self, waves: list[str | Path | np.ndarray | torch.Tensor]) -> list[str]:
+    def transcribe_batch(self, waves: list[str | Path | np.ndarray | torch.Tensor],
+                         envelopes: list[np.ndarray] | None = None) -> list[str]:
         """Greedy transcripts of several utterances of raw audio run as one padded batch (the
-        folder's LTAS front end, if it has one, applied first)."""
-        x, n = pad_batch([prepare_wave(self.front_end(w)) for w in waves])
+        folder's LTAS front end, if it has one, applied first; ``envelopes``, one per wave, as
+        in :meth:`front_end`)."""
+        envelopes = envelopes if envelopes is not None else [None] * len(waves)
+        if len(envelopes) != len(waves):
+            raise ValueError(f"transcribe_batch: {len(envelopes)} envelopes for {len(waves)} waves")
+        x, n = pad_batch([prepare_wave(self.front_end(w, e)) for w, e in zip(waves, envelopes)])
         return self.decode(*self.logits(torch.from_numpy(x), torch.from_numpy(n)))
 
-    def front_end(self, wave_or_path: str | Path | np.ndarray | torch.Tensor) -> np.ndarray:
+    def front_end(self, wave_or_path: str | Path | np.ndarray | torch.Tensor,
+                  envelope: np.ndarray | None = None) -> np.ndarray:
         """A raw 16 kHz waveform (or file) as the model was trained to hear it: LTAS-normalised
-        when the folder has ``ltas.json``, else unchanged (loudness is normalised later)."""
+        when the folder has ``ltas.json``, else unchanged (loudness is normalised later).
+
+        ``envelope``: the smoothed log-LTAS to correct (``ltas.json``'s ``scope: speaker``: the
+        speaker's mean so far, from :meth:`envelope_tracker`); by default the utterance's own.
+        """
         from s6damon.corpus.ltas import normalise
 
         wave = as_wave(wave_or_path)
         if self.ltas is None:
             return wave
         s = self.ltas
-        return normalise(wave, np.asarray(s["reference_log_power"]), s["floor_db"], s["lifter"], s["max_gain_db"])
+        return normalise(wave, np.asarray(s["reference_log_power"]), s["floor_db"], s["lifter"], s["max_gain_db"],
+                         envelope)
+
+    def envelope_tracker(self) -> RunningEnvelope:
+        """A running mean of one speaker's envelopes with this folder's LTAS settings: for a model
+        trained on speaker-scope normalisation, ``transcribe(w, tracker.update(w))`` on each of a
+        user's utterances in turn.
+
+        Raises:
+            ValueError: the folder has no LTAS front end.
+        """
+        from s6damon.corpus.ltas import RunningEnvelope
+
+        if self.ltas is None:
+            raise ValueError(f"{self.folder}: no {LTAS_FILE}, the model reads raw audio")
+        return RunningEnvelope(self.ltas["floor_db"], self.ltas["lifter"])
 
 
 def as_wave(wave_or_path: str | Path | np.ndarray | torch.Tensor) -> np.ndarray:
