@@ -172,3 +172,27 @@ def test_augment_shift_measures_the_detectors_decisions_on_augmented_audio():
     assert moved["drop_clean"] == same["drop_clean"]
     assert moved["min_agreement"] <= moved["agreement"] < 1.0
 
+
+
+def test_running_copies_correct_each_utterance_by_its_speakers_mean_so_far(tmp_path):
+    import soundfile as sf
+    from ltas_running import causal_copies
+
+    from s6damon.corpus.ltas import N_FFT, normalise, smoothed_log_ltas
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for k, speaker in enumerate(["a", "a", "a", "b"]):
+        path = tmp_path / f"u{k}.wav"
+        sf.write(path, (rng.normal(0, 0.05 * (k + 1), 8000)).astype(np.float32), 16000, subtype="FLOAT")
+        rows.append({"utt_id": f"u{k}", "speaker": speaker, "raw_path": str(path), "split": "test"})
+    settings = {"reference_log_power": [-6.0] * (N_FFT // 2 + 1), "floor_db": 30.0, "lifter": 16, "max_gain_db": 12.0}
+    out = causal_copies(pd.DataFrame(rows), settings, tmp_path / "wav", seed=0)
+    assert sorted(out.loc[out.speaker == "a", "position"]) == [0, 1, 2] and list(out.loc[out.speaker == "b", "position"]) == [0]
+    ordered = out[out.speaker == "a"].sort_values("position")
+    waves = [sf.read(p, dtype="float64")[0] for p in ordered["raw_path"]]
+    envs = [smoothed_log_ltas(w) for w in waves]
+    reference = np.asarray(settings["reference_log_power"])
+    for k, (path, wave) in enumerate(zip(ordered["path"], waves)):
+        want = normalise(wave, reference, envelope=np.mean(envs[: k + 1], axis=0))
+        np.testing.assert_allclose(sf.read(path)[0], want, atol=1e-4)  # PCM_16 rounding
