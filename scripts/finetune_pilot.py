@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import TypeVar
 
+import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -100,17 +101,26 @@ def main() -> None:
         rows = evals[evals["split"] == split]
         if rows.empty:
             continue
-        hyps = transcribe(model, tokenizer, rows)
-        io.write_parquet(args.out / f"hyps_{split}.parquet", hyps)
-        # transcribe keeps the row order, so the manifest's voice column lines up with hyps
-        voices = rows["voice"].to_numpy() if "voice" in rows else None
-        per_voice = {} if voices is None else {v: score(hyps[voices == v])["wer"] for v in sorted(set(voices))}
-        summary[split] = {**score(hyps), "wer_per_voice": per_voice}
-        if args.against is not None:
-            other = io.read_parquet(args.against / f"hyps_{split}.parquet")
-            summary[split]["against"] = {"folder": str(args.against), **paired_bootstrap(other, hyps)}
+        summary[split] = score_split(model, tokenizer, rows, split, args.out, args.against)[1]
         print(split, json.dumps(summary[split]))
     io.write_json(args.out / "summary.json", summary)
+
+
+def score_split(model, tokenizer, rows: pd.DataFrame, split: str, out: Path,
+                against: Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """Greedy-decode ``rows`` (one split), write ``<out>/hyps_<split>.parquet``; return the
+    hypotheses and their scores: WER/CER, WER per voice and, with ``against`` (another pilot's
+    folder), the paired bootstrap against its hypotheses of the split."""
+    hyps = transcribe(model, tokenizer, rows)
+    io.write_parquet(out / f"hyps_{split}.parquet", hyps)
+    # transcribe keeps the row order, so the manifest's voice column lines up with hyps
+    voices = rows["voice"].to_numpy() if "voice" in rows else None
+    per_voice = {} if voices is None else {v: score(hyps[voices == v])["wer"] for v in sorted(set(voices))}
+    scores = {**score(hyps), "wer_per_voice": per_voice}
+    if against is not None:
+        other = io.read_parquet(against / f"hyps_{split}.parquet")
+        scores["against"] = {"folder": str(against), **paired_bootstrap(other, hyps)}
+    return hyps, scores
 
 
 if __name__ == "__main__":

@@ -25,15 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s6damon import io  # noqa: E402
-from s6damon.corpus.ltas import RunningEnvelope, normalise  # noqa: E402
+from finetune_pilot import score_split  # noqa: E402  (this folder is on sys.path when run as a script)
+
+from s6damon.corpus.ltas import RunningEnvelope, _read, _write, normalise  # noqa: E402
 from s6damon.io import atomic_path  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
-from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
+from s6damon.train.evaluate import score  # noqa: E402
 
 SPLITS = ("dev", "test", "test_open")
 
@@ -42,19 +43,19 @@ def causal_copies(rows: pd.DataFrame, settings: dict, out: Path, seed: int) -> p
     """``rows`` (one or more splits) normalised speaker by speaker in a seeded random order, each
     utterance by the running mean envelope of its speaker so far; returns the rows with ``path``
     pointing at the copies and ``position`` (0 = the speaker's first utterance)."""
-    reference = np.asarray(settings["reference_log_power"])
+    reference, rate = np.asarray(settings["reference_log_power"]), settings["sample_rate"]
     order = rows.sample(frac=1.0, random_state=seed)
     out.mkdir(parents=True, exist_ok=True)
     paths, positions = {}, {}
     for _, utts in order.groupby("speaker", sort=True):
         tracker = RunningEnvelope(settings["floor_db"], settings["lifter"])
         for k, (idx, row) in enumerate(utts.iterrows()):
-            wave, rate = sf.read(row["raw_path"], dtype="float64")
+            wave = _read(row["raw_path"], rate)
             copy = normalise(wave, reference, settings["floor_db"], settings["lifter"], settings["max_gain_db"],
                              tracker.update(wave))
             dest = out / f"{row['utt_id']}.wav"
             with atomic_path(dest, suffix=".wav") as tmp:
-                sf.write(str(tmp), copy, rate, subtype="PCM_16", format="WAV")
+                _write(tmp, copy, rate)
             paths[idx], positions[idx] = str(dest), k
     return rows.assign(path=pd.Series(paths), position=pd.Series(positions))
 
@@ -78,16 +79,11 @@ def main() -> None:
     summary: dict = {"model": str(args.model), "corpus": str(args.corpus), "seed": args.seed}
     for split in SPLITS:
         part = rows[rows["split"] == split]
-        hyps = transcribe(model, tokenizer, part)
-        io.write_parquet(args.out / f"hyps_{split}.parquet", hyps)
-        voices, first = part["voice"].to_numpy(), part["position"].to_numpy() < args.first
-        summary[split] = {**score(hyps),
-                          "wer_per_voice": {v: score(hyps[voices == v])["wer"] for v in sorted(set(voices))},
+        hyps, scores = score_split(model, tokenizer, part, split, args.out, args.against)
+        first = part["position"].to_numpy() < args.first
+        summary[split] = {**scores,
                           f"wer_first_{args.first}": score(hyps[first])["wer"] if first.any() else None,
                           "wer_later": score(hyps[~first])["wer"] if (~first).any() else None}
-        if args.against is not None:
-            other = io.read_parquet(args.against / f"hyps_{split}.parquet")
-            summary[split]["against"] = {"folder": str(args.against), **paired_bootstrap(other, hyps)}
         print(split, json.dumps(summary[split]))
     io.write_json(args.out / "summary.json", summary)
 

@@ -173,7 +173,6 @@ def test_augment_shift_measures_the_detectors_decisions_on_augmented_audio():
     assert moved["min_agreement"] <= moved["agreement"] < 1.0
 
 
-
 def test_running_copies_correct_each_utterance_by_its_speakers_mean_so_far(tmp_path):
     import soundfile as sf
     from ltas_running import causal_copies
@@ -186,7 +185,8 @@ def test_running_copies_correct_each_utterance_by_its_speakers_mean_so_far(tmp_p
         path = tmp_path / f"u{k}.wav"
         sf.write(path, (rng.normal(0, 0.05 * (k + 1), 8000)).astype(np.float32), 16000, subtype="FLOAT")
         rows.append({"utt_id": f"u{k}", "speaker": speaker, "raw_path": str(path), "split": "test"})
-    settings = {"reference_log_power": [-6.0] * (N_FFT // 2 + 1), "floor_db": 30.0, "lifter": 16, "max_gain_db": 12.0}
+    settings = {"reference_log_power": [-6.0] * (N_FFT // 2 + 1), "floor_db": 30.0, "lifter": 16, "max_gain_db": 12.0,
+                "sample_rate": 16000}
     out = causal_copies(pd.DataFrame(rows), settings, tmp_path / "wav", seed=0)
     assert sorted(out.loc[out.speaker == "a", "position"]) == [0, 1, 2] and list(out.loc[out.speaker == "b", "position"]) == [0]
     ordered = out[out.speaker == "a"].sort_values("position")
