@@ -8,7 +8,8 @@ Reads every ``models/export/<name>/`` (the export stage's output: the finetuned 
 SALAD and SAFARI models, physically pruned, with TorchScript/ONNX/int8 copies), scores
 ``evaluate.split`` utterance by utterance in each runtime it ships (PyTorch eager, ONNX
 Runtime, ONNX Runtime int8) and times one call on ``evaluate.seconds`` of real test speech
-with ``threads`` threads. Writes ``metrics/summary.json``, ``reports/summary.md`` and
+with ``threads`` threads, and the folder's LTAS front end (``ltas.json``) when it has one, which
+the real-time factor counts. Writes ``metrics/summary.json``, ``reports/summary.md`` and
 ``plots/summary.csv`` (WER vs. RTF; ``pareto`` marks the rows no other row beats on both).
 """
 
@@ -24,7 +25,8 @@ from s6damon import io
 from s6damon.config import load_params
 
 EXPORTS = Path("models/export")
-COLUMNS = ("model", "runtime", "test_wer", "test_cer", "params", "gflops", "latency_ms", "rtf", "pareto")
+COLUMNS = ("model", "runtime", "test_wer", "test_cer", "params", "gflops", "latency_ms", "front_end_ms", "rtf",
+           "pareto")
 
 
 @flow(name="evaluate")

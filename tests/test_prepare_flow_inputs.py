@@ -75,3 +75,11 @@ def test_ltas_normalised_copies_feed_the_manifest(prefect_server, tiny_project):
     saved = json.loads((tiny_project / "data/corpus/ltas.json").read_text())
     assert saved["enabled"] and saved["lifter"] == 16 and len(saved["reference_log_power"]) == 257
     assert metrics["ltas"]["enabled"] and metrics["ltas"]["distance_db_after"] < 1.0
+
+    # turned off again, the manifest reads the raw audio and no reference is left for export
+    params["prepare"]["ltas"] = {"enabled": False}
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    metrics = prepare(params_path="params.yaml")
+    manifest = io.read_parquet(tiny_project / "data/corpus/manifest.parquet")
+    assert "wav_ltas" not in manifest["path"].iloc[0] and "raw_path" not in manifest
+    assert not (tiny_project / "data/corpus/ltas.json").exists() and metrics["ltas"] == {"enabled": False}

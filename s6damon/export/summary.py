@@ -3,7 +3,9 @@
 Used by the ``evaluate`` stage. Each exported folder is scored in the runtimes it ships
 (PyTorch eager always; ONNX Runtime and its int8 copy when present), one utterance at a
 time (what an on-device recogniser does), and timed on the same real-speech input, every
-(model, runtime) round-robin in one process (:func:`s6damon.timing.round_robin`).
+(model, runtime) round-robin in one process (:func:`s6damon.timing.round_robin`). A folder
+with an LTAS front end (``ltas.json``) has that timed in the same rounds too: a device runs it
+on every utterance before the graph, so the real-time factor counts it.
 """
 
 from __future__ import annotations
@@ -86,20 +88,42 @@ def summarise(name: str, exp: ExportedModel, refs: Sequence[str], waves: Sequenc
     return rows, runs
 
 
+def front_end_call(exp: ExportedModel, wave: np.ndarray) -> Callable[[], np.ndarray] | None:
+    """What a device does to raw audio before the graph, as one call on ``wave``: for a folder
+    with an LTAS front end, the utterance's envelope estimated (with ``scope: speaker`` added
+    to a running speaker mean, :meth:`ExportedModel.envelope_tracker`) and the utterance
+    filtered; ``None`` for a folder without one (its graph reads raw audio)."""
+    if exp.ltas is None:
+        return None
+    if exp.ltas.get("scope") == "speaker":
+        tracker = exp.envelope_tracker()
+        return lambda: exp.front_end(wave, tracker.update(wave))
+    return lambda: exp.front_end(wave)
+
+
 def add_latency(rows: list[dict[str, Any]], exports: dict[str, ExportedModel], runs: dict[tuple[str, str], Runner],
                 timing_wave: np.ndarray, repeats: int, warmup: int = 2) -> None:
     """Time every (model, runtime) round-robin on ``timing_wave`` (batch 1) and complete the rows
-    with ``gflops`` (for the tokens that reached the transformer), ``latency_ms``,
-    ``latency_p90_ms`` and ``rtf``."""
+    with ``gflops`` (for the tokens that reached the transformer), ``latency_ms`` and
+    ``latency_p90_ms`` (the graph), ``front_end_ms`` (the folder's LTAS front end, timed in
+    the same rounds; 0 without one) and ``rtf`` (graph and front end over the input seconds)."""
     seconds = len(timing_wave) / 16000
     x, n = timing_wave[None], np.array([len(timing_wave)], dtype=np.int64)
-    times, last = round_robin({key: (lambda r=run: r(x, n)) for key, run in runs.items()}, repeats, warmup)
+    calls: dict[tuple[str, str], Callable[[], Any]] = {key: (lambda r=run: r(x, n)) for key, run in runs.items()}
+    for name, exp in exports.items():
+        call = front_end_call(exp, timing_wave)
+        if call is not None:
+            calls[(name, "front_end")] = call
+    times, last = round_robin(calls, repeats, warmup)
     for row in rows:
         key = (row["model"], row["runtime"])
         t = summary_ms(times[key])
+        front = (row["model"], "front_end")
+        front_ms = summary_ms(times[front])["median_ms"] if front in times else 0.0
         kept = int(np.asarray(last[key][1])[0])
         row.update(gflops=round(gflops(exports[row["model"]], seconds, kept), 4), latency_ms=t["median_ms"],
-                   latency_p90_ms=t["p90_ms"], rtf=t["median_ms"] / 1000.0 / seconds)
+                   latency_p90_ms=t["p90_ms"], front_end_ms=front_ms,
+                   rtf=(t["median_ms"] + front_ms) / 1000.0 / seconds)
 
 
 def timing_input(paths: Sequence[str | Path], seconds: float) -> np.ndarray:
