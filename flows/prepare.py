@@ -84,12 +84,14 @@ def prepare(params_path: str = "params.yaml") -> dict:
     ltas = None
     if p.ltas.enabled:
         manifest, ltas = _normalise_spectra(manifest, str(out), p)
+    # Later stages read these only where they exist (export gives a model the front end of the
+    # ltas.json beside the manifest; align and pretrain score against the synthesiser's timings):
+    # ones an earlier run with other settings left (outside `dvc repro`, which clears the folder
+    # first) would describe another corpus, so this run writes its own or none.
+    for optional in ("ltas.json", "truth_phones.parquet", "truth_words.parquet"):
+        (out / optional).unlink(missing_ok=True)
+    if ltas is not None:
         io.write_json(out / "ltas.json", {**to_dict(p.ltas), "sample_rate": p.sample_rate, **ltas})
-    else:
-        # the export stage gives a model the front end of any ltas.json beside the manifest: one
-        # left by an earlier run with LTAS on (outside `dvc repro`, which clears the folder) would
-        # filter audio this corpus was not made with
-        (out / "ltas.json").unlink(missing_ok=True)
     io.write_parquet(out / "manifest.parquet", manifest)
     if truth_phones is not None:
         io.write_parquet(out / "truth_phones.parquet", truth_phones)

@@ -77,9 +77,12 @@ def test_ltas_normalised_copies_feed_the_manifest(prefect_server, tiny_project):
     assert metrics["ltas"]["enabled"] and metrics["ltas"]["distance_db_after"] < 1.0
 
     # turned off again, the manifest reads the raw audio and no reference is left for export
+    # (nor ground-truth timings a synthesised corpus left: this one has none)
     params["prepare"]["ltas"] = {"enabled": False}
     (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tiny_project / "data/corpus/truth_phones.parquet").write_bytes(b"stale")
     metrics = prepare(params_path="params.yaml")
+    assert not (tiny_project / "data/corpus/truth_phones.parquet").exists()
     manifest = io.read_parquet(tiny_project / "data/corpus/manifest.parquet")
     assert "wav_ltas" not in manifest["path"].iloc[0] and "raw_path" not in manifest
     assert not (tiny_project / "data/corpus/ltas.json").exists() and metrics["ltas"] == {"enabled": False}
