@@ -7,6 +7,12 @@ utterances whose text occurs in the existing corpus's dev, test or test_open are
 so no evaluation text is trained on. The written manifest holds the new train rows and the
 existing corpus's other rows (paths made absolute).
 
+With ``--voices`` only the plan's train utterances of those voices are rendered, and with
+``--add`` they join the existing corpus's own train rows instead of replacing them: the same
+corpus plus, say, a new family's utterances (recipe.md, "Recorded female voices"). Where the
+existing corpus is LTAS-normalised the written rows point at its raw audio (``raw_path``), to
+be normalised again with the new train set by ``scripts/ltas_corpus.py``.
+
 Usage::
 
     .venv/bin/python scripts/larger_train_split.py --minutes 180 \\
@@ -38,15 +44,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder for the wavs and manifest.parquet")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--voices", nargs="+", help="render only the plan's train utterances of these voices")
+    ap.add_argument("--add", action="store_true", help="keep the existing corpus's train rows as well")
     args = ap.parse_args()
 
     params = load_params(args.params)
     synth = dataclasses.replace(params.prepare.synth, minutes=args.minutes)
     specs = plan_corpus(dataclasses.replace(params.prepare, synth=synth), params.seed)
     base = io.read_parquet(args.base)
+    if "raw_path" in base:  # an LTAS-normalised corpus: its raw audio, normalised again later
+        base = base.assign(path=base["raw_path"]).drop(columns="raw_path")
     held = base[base["split"] != "train"].copy()
     eval_texts = set(held["text"])
-    train = [s for s in specs if s.split == "train" and s.text not in eval_texts]
+    train = [s for s in specs if s.split == "train" and s.text not in eval_texts
+             and (not args.voices or s.voice in args.voices)]
+    if args.add:
+        held = base.copy()
     print(f"planned {sum(s.split == 'train' for s in specs)} train utterances, "
           f"{len(train)} kept (the rest say an evaluation text)")
     out = args.out.resolve()
