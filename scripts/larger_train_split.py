@@ -54,13 +54,12 @@ def main() -> None:
     base = io.read_parquet(args.base)
     if "raw_path" in base:  # an LTAS-normalised corpus: its raw audio, normalised again later
         base = base.assign(path=base["raw_path"]).drop(columns="raw_path")
-    held = base[base["split"] != "train"].copy()
-    eval_texts = set(held["text"])
-    train = [s for s in specs if s.split == "train" and s.text not in eval_texts
-             and (not args.voices or s.voice in args.voices)]
-    if args.add:
-        held = base.copy()
-    print(f"planned {sum(s.split == 'train' for s in specs)} train utterances, "
+    eval_texts = set(base.loc[base["split"] != "train", "text"])
+    planned = [s for s in specs if s.split == "train" and (not args.voices or s.voice in args.voices)]
+    train = [s for s in planned if s.text not in eval_texts]
+    # the existing rows the new train rows join: every split with --add, else the evaluation splits
+    held = (base if args.add else base[base["split"] != "train"]).copy()
+    print(f"planned {len(planned)} train utterances{' of ' + ', '.join(args.voices) if args.voices else ''}, "
           f"{len(train)} kept (the rest say an evaluation text)")
     out = args.out.resolve()
     shards = [train[i:i + params.prepare.synth.shard_size] for i in range(0, len(train), params.prepare.synth.shard_size)]
