@@ -196,3 +196,18 @@ def test_running_copies_correct_each_utterance_by_its_speakers_mean_so_far(tmp_p
     for k, (path, wave) in enumerate(zip(ordered["path"], waves)):
         want = normalise(wave, reference, envelope=np.mean(envs[: k + 1], axis=0))
         np.testing.assert_allclose(sf.read(path)[0], want, atol=1e-4)  # PCM_16 rounding
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--method", "omp", "--level", "0.5"], "give its pilot folder as --base"),
+    (["--method", "safari", "--level", "0"], "--level 0 is the dense run"),
+    (["--method", "dense", "--level", "0.5"], "--level 0 is the dense run"),
+])
+def test_safari_pilot_refuses_runs_the_stage_would_not_make(monkeypatch, capsys, tmp_path, argv, message):
+    import safari_pilot
+
+    monkeypatch.setattr(sys, "argv", ["safari_pilot.py", *argv, "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as err:
+        safari_pilot.main()
+    assert err.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any training or output
