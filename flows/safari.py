@@ -38,6 +38,24 @@ MODELS = Path("models/safari")
 FINETUNED = Path("models/finetuned")
 
 
+def start_model(sp) -> Path | None:
+    """The model every run of ``safari`` (a ``SafariParams``) starts from.
+
+    From the pretrained model every run needs the whole finetuning budget of the finetune stage
+    (3200 steps on the default profile) before its WER means anything; 22 such runs do not fit
+    a CPU, so by default every method starts from the finetuned model instead. None: random init.
+    """
+    init = resolve_init() if sp.start == "pretrained" else FINETUNED
+    if init is not None and not Path(init).is_dir():
+        raise FileNotFoundError(f"{init}: no starting model for 'safari.start: {sp.start}' (run that stage first)")
+    return init
+
+
+def teacher_model(sp) -> Path | None:
+    """The distillation teacher of a run's settings (the finetuned model), or None without distillation."""
+    return FINETUNED if sp.finetune.distill_weight > 0 else None
+
+
 def _train(method: str, level: float, init, base, params, manifest: Path) -> dict[str, Any]:
     def outputs(r: dict[str, Any]) -> list[str]:
         return [r["model_dir"]] + ([r["mask_path"]] if r["mask_path"] else [])
@@ -48,7 +66,7 @@ def _train(method: str, level: float, init, base, params, manifest: Path) -> dic
     sp = params.safari.for_run(method)
     if base is not None:  # as paths, so the cache key hashes the files' contents
         base = {k: Path(base[k]) for k in ("model_dir", "mask_path") if base.get(k)}
-    teacher = FINETUNED if sp.finetune.distill_weight > 0 else None
+    teacher = teacher_model(sp)
     try:
         return run_with_outputs(S.train_run, method, level, init, base, params.model, sp, manifest, params.seed,
                                 threads_per_run(params.threads, params.concurrent_runs), teacher,
@@ -155,12 +173,7 @@ def safari(params_path: str = "params.yaml") -> dict[str, Any]:
     manifest = Path(params.prepare.out_dir) / "manifest.parquet"
     if not manifest.exists():
         raise FileNotFoundError(f"{manifest}: no corpus manifest (run the prepare stage first)")
-    # From the pretrained model every run needs the whole finetuning budget of the finetune
-    # stage (3200 steps on the default profile) before its WER means anything; 22 such runs
-    # do not fit a CPU, so by default every method starts from the finetuned model instead.
-    init = resolve_init() if sp.start == "pretrained" else FINETUNED
-    if init is not None and not Path(init).is_dir():
-        raise FileNotFoundError(f"{init}: no starting model for 'safari.start: {sp.start}' (run that stage first)")
+    init = start_model(sp)
     wanted = [m for m in METHODS if m in sp.methods]
     levels = [float(level) for level in sp.sparsities]
     runs: dict[Key, dict[str, Any]] = {}

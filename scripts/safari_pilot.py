@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.finetune import resolve_init  # noqa: E402
+from flows.safari import start_model, teacher_model  # noqa: E402
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
 from s6damon.config.safari import METHODS  # noqa: E402
@@ -37,7 +37,6 @@ from s6damon.safari.methods import run_method  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap  # noqa: E402
 from tasks.safari import _context  # noqa: E402
 
-FINETUNED = Path("models/finetuned")
 SPLITS = ("dev", "test")
 
 
@@ -57,9 +56,9 @@ def main() -> None:
 
     params = load_params(args.params)
     sp = params.safari.for_run(args.method)
-    init = resolve_init() if sp.start == "pretrained" else FINETUNED
+    init = start_model(sp)
     manifest = Path(params.prepare.out_dir) / "manifest.parquet"
-    teacher = FINETUNED if sp.finetune.distill_weight > 0 else None
+    teacher = teacher_model(sp)
     base = None
     if args.base is not None:
         saved = json.loads((args.base / "summary.json").read_text())["run"]
