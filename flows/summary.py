@@ -3,16 +3,26 @@
 Usage::
 
     python -m flows.summary [--seconds ELAPSED]
+
+After a partial ``dvc repro`` (``scripts/run.sh align finetune``) the later stages' metrics
+files are the committed run's, computed from other models: the stages ``dvc status`` reports
+out of date are named instead of printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
+# The stage that writes each metrics file the summary reads.
+STAGE_OF = {"prepare": "prepare", "align": "align", "finetune": "finetune", "decode": "decode",
+            "salad": "salad_eval", "safari": "safari", "summary": "evaluate"}
 
-def _load(name: str) -> dict:
+
+def _load_file(name: str) -> dict:
     path = Path("metrics") / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -21,10 +31,27 @@ def _fmt(x: object, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
-def summary(seconds: int | None = None) -> str:
+def stale_stages() -> set[str]:
+    """Stages ``dvc status`` reports out of date (empty where DVC is not on the PATH or fails)."""
+    dvc = shutil.which("dvc")
+    if dvc is None:
+        return set()
+    done = subprocess.run([dvc, "status", "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return set()
+    try:
+        return {name.split(":")[-1] for name in json.loads(done.stdout or "{}")}
+    except json.JSONDecodeError:
+        return set()
+
+
+def summary(seconds: int | None = None, stale: set[str] | frozenset[str] = frozenset()) -> str:
     """The summary text: corpus size, alignment accuracy, dev/test WER and CER, and (once
     their stages ran) LM beam-search WER, SALAD and SAFARI at the headline settings and the
-    WER-vs-RTF front."""
+    WER-vs-RTF front. Metrics of the stages in ``stale`` are left out and those stages named."""
+    def _load(name: str) -> dict:
+        return {} if STAGE_OF[name] in stale else _load_file(name)
+
     prep, align, ft = _load("prepare"), _load("align"), _load("finetune")
     lines = ["s6damon pipeline summary", "=" * 24]
     if prep:
@@ -58,6 +85,10 @@ def summary(seconds: int | None = None) -> str:
     for r in _load("summary").get("rows", []):
         if r.get("pareto"):
             lines.append(f"pareto {r['model']} [{r['runtime']}]: test WER {_fmt(r['test_wer'])}, RTF {_fmt(r['rtf'], 4)}")
+    left_out = sorted(stage for stage in set(STAGE_OF.values()) if stage in stale)
+    if left_out:
+        lines.append("out of date (not run by this dvc repro; their metrics files are an earlier run's): "
+                     + ", ".join(left_out))
     if seconds is not None:
         lines.append(f"dvc repro wall time: {seconds // 60} min {seconds % 60} s")
     return "\n".join(lines)
@@ -66,4 +97,4 @@ def summary(seconds: int | None = None) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=None)
-    print(summary(parser.parse_args().seconds))
+    print(summary(parser.parse_args().seconds, stale_stages()))

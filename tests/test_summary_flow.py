@@ -1,0 +1,28 @@
+"""The end-of-run summary leaves out the metrics of stages DVC reports out of date."""
+
+import json
+
+from flows import summary as S
+
+
+def _write(root, name, payload):
+    (root / "metrics").mkdir(exist_ok=True)
+    (root / "metrics" / f"{name}.json").write_text(json.dumps(payload))
+
+
+def test_stale_stages_are_named_not_printed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, "finetune", {"test": {"wer": 0.5, "cer": 0.2}})
+    _write(tmp_path, "salad", {"results": [{"method": "none", "drop_ratio": 0.0, "test_wer": 0.9,
+                                            "encoder_gflops": 1.0, "encoder_latency_ms": 2.0}]})
+    fresh = S.summary()
+    assert "finetuned test: WER 0.500" in fresh and "salad" in fresh and "out of date" not in fresh
+    partial = S.summary(stale={"salad_eval", "safari"})
+    assert "finetuned test: WER 0.500" in partial
+    assert "test WER 0.900" not in partial
+    assert partial.splitlines()[-1].endswith(": safari, salad_eval")
+
+
+def test_stale_stages_without_dvc_is_empty(monkeypatch):
+    monkeypatch.setattr(S.shutil, "which", lambda name: None)
+    assert S.stale_stages() == set()
