@@ -16,6 +16,8 @@ Usage::
     # two variants side by side on a 2-core machine, one thread each
     .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_a --threads 1 &
     .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_b --threads 1 --set interctc_weight=0.3 &
+    # the finetune stage's from-scratch control under the same recipe
+    .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_scratch --init scratch
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flows.finetune import scratch_recipe  # noqa: E402
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
 from s6damon.config.model import ModelParams  # noqa: E402
@@ -71,7 +74,8 @@ def with_device(model: ModelParams, device: str | None) -> ModelParams:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--init", default="models/pretrained", help="checkpoint folder to finetune")
+    ap.add_argument("--init", default="models/pretrained",
+                    help="checkpoint folder to finetune, or 'scratch' for the finetune stage's random-init control")
     ap.add_argument("--train", type=Path, default=Path("data/corpus/manifest.parquet"))
     ap.add_argument("--eval", type=Path, default=Path("data/corpus/manifest.parquet"))
     ap.add_argument("--params", default="params.yaml")
@@ -87,11 +91,14 @@ def main() -> None:
 
     params = load_params(args.params)
     recipe = override(params.finetune, args.set)
+    init = None if args.init == "scratch" else args.init
+    if init is None:
+        recipe = scratch_recipe(recipe)
     model_params = with_device(params.model, args.device)
     seed = params.seed if args.seed is None else args.seed
     train, evals = io.read_parquet(args.train), io.read_parquet(args.eval)
     train = train[train["split"] == "train"]
-    res = finetune(args.init, model_params, recipe, train, evals[evals["split"] == "dev"],
+    res = finetune(init, model_params, recipe, train, evals[evals["split"] == "dev"],
                    args.out / "model", args.out / "ckpt", seed,
                    params.threads if args.threads is None else args.threads)
     model, tokenizer = load_ctc_model(args.out / "model")
