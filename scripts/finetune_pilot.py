@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flows.finetune import scratch_recipe  # noqa: E402
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
-from s6damon.config.model import ModelParams  # noqa: E402
+from s6damon.config.model import FinetuneParams, ModelParams  # noqa: E402
 from s6damon.config.schema import ParamsError, build, to_dict  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
@@ -71,6 +71,14 @@ def with_device(model: ModelParams, device: str | None) -> ModelParams:
     return model if device is None else override(model, [f"device={device}"], "model")
 
 
+def start(init: str, recipe: FinetuneParams) -> tuple[str | None, FinetuneParams]:
+    """The checkpoint to finetune (None: random init) and its recipe; ``init`` 'scratch' is the
+    finetune stage's from-scratch control, whose conv encoder always trains."""
+    if init == "scratch":
+        return None, scratch_recipe(recipe)
+    return init, recipe
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -90,10 +98,7 @@ def main() -> None:
         ap.error(f"--threads must be at least 1, got {args.threads}")
 
     params = load_params(args.params)
-    recipe = override(params.finetune, args.set)
-    init = None if args.init == "scratch" else args.init
-    if init is None:
-        recipe = scratch_recipe(recipe)
+    init, recipe = start(args.init, override(params.finetune, args.set))
     model_params = with_device(params.model, args.device)
     seed = params.seed if args.seed is None else args.seed
     train, evals = io.read_parquet(args.train), io.read_parquet(args.eval)

@@ -211,3 +211,16 @@ def test_safari_pilot_refuses_runs_the_stage_would_not_make(monkeypatch, capsys,
         safari_pilot.main()
     assert err.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before any training or output
+
+
+def test_finetune_pilot_scratch_is_the_stages_random_init_control():
+    from finetune_pilot import start
+
+    from flows.finetune import scratch_recipe
+    from s6damon.config import load_params
+
+    recipe = override(load_params(Path(__file__).resolve().parents[1] / "params.yaml").finetune, ["freeze_feature_encoder_steps=500"])
+    assert start("models/pretrained", recipe) == ("models/pretrained", recipe)
+    init, control = start("scratch", recipe)
+    assert init is None and control == scratch_recipe(recipe)
+    assert control.freeze_feature_encoder_steps == 0 and control.steps == recipe.steps
