@@ -17,6 +17,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import yaml
+
 # The stage that writes each metrics file the summary reads.
 STAGE_OF = {"prepare": "prepare", "align": "align", "finetune": "finetune", "decode": "decode",
             "salad": "salad_eval", "safari": "safari", "summary": "evaluate"}
@@ -40,9 +42,34 @@ def stale_stages() -> set[str]:
     if done.returncode != 0:
         return set()
     try:
-        return {name.split(":")[-1] for name in json.loads(done.stdout or "{}")}
+        changed = {name.split(":")[-1] for name in json.loads(done.stdout or "{}")}
     except json.JSONDecodeError:
         return set()
+    return with_downstream(changed)
+
+
+def _paths(entries: list) -> list[str]:
+    # dvc.yaml lists a path either bare or as a one-key mapping to its options
+    return [e if isinstance(e, str) else next(iter(e)) for e in entries]
+
+
+def with_downstream(changed: set[str], dvc_yaml: Path = Path("dvc.yaml")) -> set[str]:
+    """``changed`` and every stage that reads, directly or not, what one of them writes.
+
+    ``dvc status`` names only the stages whose own deps changed; a stage downstream of them is
+    out of date as well, though its deps (not yet rewritten) still match the lock."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    outs = {n: _paths(s.get("outs", []) + s.get("metrics", []) + s.get("plots", [])) for n, s in stages.items()}
+    deps = {n: _paths(s.get("deps", [])) for n, s in stages.items()}
+    stale = set(changed)
+    grew = True
+    while grew:
+        written = [o for n in stale for o in outs.get(n, [])]
+        more = {n for n in stages if n not in stale
+                and any(d == o or d.startswith(o.rstrip("/") + "/") for d in deps[n] for o in written)}
+        stale |= more
+        grew = bool(more)
+    return stale
 
 
 def summary(seconds: int | None = None, stale: set[str] | frozenset[str] = frozenset()) -> str:

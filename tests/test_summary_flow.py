@@ -26,3 +26,13 @@ def test_stale_stages_are_named_not_printed(tmp_path, monkeypatch):
 def test_stale_stages_without_dvc_is_empty(monkeypatch):
     monkeypatch.setattr(S.shutil, "which", lambda name: None)
     assert S.stale_stages() == set()
+
+
+def test_stages_downstream_of_a_changed_one_are_out_of_date_too():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    stale = S.with_downstream({"salad_eval"}, root / "dvc.yaml")
+    assert {"salad_eval", "export", "evaluate"} <= stale  # evaluate reads the exports
+    assert not stale & {"prepare", "align", "pretrain", "finetune"}
+    assert S.with_downstream(set(), root / "dvc.yaml") == set()
