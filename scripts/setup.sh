@@ -55,7 +55,8 @@ run_pip() {
   if ((rc)); then echo "setup: 'pip $*' failed with exit code $rc (its output is above)" >&2; exit "$rc"; fi
 }
 # The installed .venv takes about 6 GiB (torch's CUDA build) and pip unpacks its wheels into the
-# temporary folder first: check both before starting instead of failing half-way with ENOSPC.
+# temporary folder first: check both before starting instead of failing half-way with ENOSPC
+# (the venv's share only on a first install; an update of an installed venv needs far less).
 need_free() {  # need_free FOLDER GIB
   local kib
   kib=$(df -Pk "$1" | awk 'NR==2 {print $4}')
@@ -65,7 +66,7 @@ need_free() {  # need_free FOLDER GIB
   fi
 }
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  need_free .venv 7
+  [ -f "$stamp" ] || need_free .venv 7
   need_free "${TMPDIR:-/tmp}" 3
   echo "setup: installing Python dependencies into .venv"
   run_pip install -q --upgrade pip
