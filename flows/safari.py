@@ -42,7 +42,7 @@ def start_model(sp) -> Path | None:
     """The model every run of ``safari`` (a ``SafariParams``) starts from.
 
     From the pretrained model every run needs the whole finetuning budget of the finetune stage
-    (3200 steps on the default profile) before its WER means anything; 22 such runs do not fit
+    (4000 steps on the default profile) before its WER means anything; 22 such runs do not fit
     a CPU, so by default every method starts from the finetuned model instead. None: random init.
     """
     init = resolve_init() if sp.start == "pretrained" else FINETUNED
