@@ -16,6 +16,8 @@ is one keep policy at one drop ratio:
   threshold is re-chosen on dev for ``ratio``;
 - ``--merge`` / ``--no-merge``: average dropped tokens into the kept ones, or discard them
   (default: ``salad.merge_dropped``);
+- ``--span K``: add to each kept token a learned vector for the number of frames it stands
+  for (1..K; :class:`~s6damon.salad.dropping.SpanEmbedding`), trained with the model;
 - any of the stage's own methods (``salad_<source>``, ``uniform``, ``random``, ``energy``,
   ``none``), to rerun a cell of the committed table.
 
@@ -52,7 +54,7 @@ from s6damon.salad.baselines import n_keep  # noqa: E402
 from s6damon.salad.corpus import conv_features  # noqa: E402
 from s6damon.salad.detector import (DROP_RULES, SaliencyDetector, choose_threshold, load_detector,  # noqa: E402
                                     predict_proba)
-from s6damon.salad.dropping import TokenDropCTC  # noqa: E402
+from s6damon.salad.dropping import SpanEmbedding, TokenDropCTC  # noqa: E402
 from s6damon.salad.fit import dev_probabilities  # noqa: E402
 from s6damon.salad.methods import drop_model, is_salad  # noqa: E402
 from s6damon.train.data import AudioSet  # noqa: E402
@@ -139,6 +141,8 @@ def main() -> None:
                     help="SALAD: drop rule to use instead of the detector's (threshold re-chosen on dev)")
     ap.add_argument("--merge", action=argparse.BooleanOptionalAction, default=None,
                     help="average each dropped token into the kept one before it (default: salad.merge_dropped)")
+    ap.add_argument("--span", type=int, default=0,
+                    help="learned span embedding over 1..K frames per kept token (0: none)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--against", default=None, help="data/salad_hyps/<NAME>_<split>.parquet to compare with")
@@ -162,17 +166,26 @@ def main() -> None:
             load_ctc_model(FINETUNED)[0].eval(), det, manifest[manifest["split"] == "dev"].reset_index(drop=True),
             args.ratio, args.rule)
 
+    # one table for training and decoding: the saved CTC model does not hold it
+    span = SpanEmbedding(args.span, load_ctc_model(FINETUNED)[0].config.hidden_size) if args.span > 0 else None
+
     def wrap(model: torch.nn.Module) -> TokenDropCTC:
         if args.quota:
-            return TokenDropCTC(model, policy=QuotaPolicy(model, det, args.ratio, args.max_run), merge=merge)
-        return drop_model(model, args.method, args.ratio, detector=det, threshold=thresholds.get(float(args.ratio)),
-                          seed=params.seed, merge=merge)
+            net = TokenDropCTC(model, policy=QuotaPolicy(model, det, args.ratio, args.max_run), merge=merge)
+        else:
+            net = drop_model(model, args.method, args.ratio, detector=det,
+                             threshold=thresholds.get(float(args.ratio)), seed=params.seed, merge=merge)
+        net.span_embedding = span
+        return net
 
     args.out.mkdir(parents=True, exist_ok=True)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
     result = finetune(FINETUNED, params.model, s.finetune, train, None, args.out / "model", args.out / "checkpoints",
                       seed=params.seed, threads=params.threads, wrap=wrap, tag=f"pilot {args.method}@{args.ratio:g}")
     model, tok = load_ctc_model(args.out / "model")
+    if span is not None:
+        torch.save(span.state_dict(), args.out / "span.pt")
+        span.eval()
     summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "merge": merge, "drop_rule": getattr(det, "drop_rule", None),
                "train": result["metrics"], "splits": {}}

@@ -14,7 +14,8 @@ from transformers import HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2For
 from s6damon.model.frames import num_frames
 from s6damon.salad.baselines import baseline_keep
 from s6damon.salad.detector import SaliencyDetector
-from s6damon.salad.dropping import TokenDropCTC, compact, drop_forward, expand, merge_into_kept
+from s6damon.salad.dropping import (SpanEmbedding, TokenDropCTC, compact, drop_forward, expand, merge_into_kept,
+                                    token_spans)
 from s6damon.salad.guard import ctc_required_lengths
 
 TINY = dict(vocab_size=12, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -73,6 +74,38 @@ def test_merge_averages_dropped_tokens_into_the_kept_one_before():
     assert (h.grad[0, :, 0] > 0).all() and h.grad[1, 5, 0] == 0
     # nothing dropped: merging is compaction
     torch.testing.assert_close(merge_into_kept(h, valid, valid, compact(h, valid)[0]), compact(h, valid)[0])
+
+
+def test_token_spans_count_the_frames_each_kept_token_stands_for():
+    keep = torch.tensor([[0, 1, 0, 1, 1, 0], [1, 0, 0, 1, 0, 0]], dtype=torch.bool)
+    valid = torch.tensor([[1] * 6, [1, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    # row 0: frames 0-2 owned by the first kept, 3, then 4-5; row 1: 0-2, then 3-4 (5 is padding)
+    assert token_spans(keep, valid, 3).tolist() == [[3, 1, 2], [3, 2, 0]]
+    emb = SpanEmbedding(2, 1)
+    h = torch.zeros(2, 3, 1)
+    assert torch.equal(emb(h, token_spans(keep, valid, 3)), h)  # zero at start: no change
+    with torch.no_grad():
+        emb.table.weight.copy_(torch.tensor([[1.0], [10.0]]))
+    # spans past max_span share its vector; padding positions get nothing
+    assert emb(h, token_spans(keep, valid, 3))[..., 0].tolist() == [[10.0, 1.0, 10.0], [10.0, 10.0, 0.0]]
+
+
+def test_span_embedding_trains_and_starts_as_the_model_without_it():
+    model = _model("wav2vec2").train()
+    x, mask = _batch([4000, 3000])
+    labels = torch.tensor([[3, 4, 4, 5], [6, 7, -100, -100]])
+    keep = baseline_keep("uniform", torch.tensor([12, 9]), 0.5, T=12)
+    span = SpanEmbedding(3, TINY["hidden_size"])
+    net = TokenDropCTC(model, merge=True, span_embedding=span)
+    assert any(p is span.table.weight for p in net.parameters())
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(net(x, mask, keep=keep).logits,
+                                   drop_forward(model, x, mask, keep=keep, merge=True).logits, rtol=0, atol=0)
+        model.train()
+    out = net(x, mask, labels=labels, keep=keep)
+    out.loss.backward()
+    assert span.table.weight.grad[:2].abs().sum() > 0  # the spans this mask makes (1-2 frames) get gradient
 
 
 @pytest.mark.parametrize("family,stable", MODELS)

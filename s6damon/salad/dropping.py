@@ -132,6 +132,39 @@ def merge_into_kept(hidden: torch.Tensor, keep: torch.Tensor, valid: torch.Tenso
     return sums / counts.clamp(min=1.0).unsqueeze(-1)
 
 
+def token_spans(keep: torch.Tensor, valid: torch.Tensor, width: int) -> torch.Tensor:
+    """How many frames each compacted token stands for: itself and the dropped frames after
+    it up to the next kept one (the frames :func:`merge_into_kept` averages into it).
+
+    Args:
+        keep: ``(B, T)`` bool, False on padding; valid: ``(B, T)`` bool real frames.
+        width: ``T'``, the compacted length.
+
+    Returns:
+        ``(B, T')`` long, 0 past each utterance's kept count.
+    """
+    owner = (torch.cumsum(keep.long(), dim=1) - 1).clamp(min=0)
+    spans = torch.zeros(keep.shape[0], width, dtype=torch.long, device=keep.device)
+    return spans.scatter_add(1, owner, valid.long())
+
+
+class SpanEmbedding(nn.Module):
+    """A learned vector per token span (1, 2, ..., ``max_span`` frames and more), added to
+    each compacted token before the positional conv: the transformer is told how much time
+    each kept token covers, which dropping otherwise hides from it. Zero at start, so an
+    untrained one leaves the model's output unchanged."""
+
+    def __init__(self, max_span: int, hidden_size: int) -> None:
+        super().__init__()
+        self.max_span = int(max_span)
+        self.table = nn.Embedding(self.max_span, hidden_size)
+        nn.init.zeros_(self.table.weight)
+
+    def forward(self, hidden: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+        index = (spans.clamp(1, self.max_span) - 1)
+        return hidden + self.table(index).to(hidden.dtype) * (spans > 0).unsqueeze(-1).to(hidden.dtype)
+
+
 def expand(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, T: int, fill: float = 0.0) -> torch.Tensor:
     """Inverse of :func:`compact`: put compacted values back on the full frame grid.
 
@@ -157,7 +190,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
                  min_keep_ratio: float = 0.0, apply_spec_augment: bool = True,
                  policy: KeepPolicy | None = None, features: torch.Tensor | None = None,
                  frame_lengths: torch.Tensor | None = None, merge: bool = False,
-                 token_energy: Sequence[np.ndarray] | None = None) -> DropOutput:
+                 token_energy: Sequence[np.ndarray] | None = None,
+                 span_embedding: SpanEmbedding | None = None) -> DropOutput:
     """Forward a wav2vec2/HuBERT CTC model with the transformer on the kept tokens only.
 
     Steps: conv feature encoder -> feature projection -> (SpecAugment, training only, on
@@ -191,6 +225,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
             (:func:`merge_into_kept`) instead of discarding it.
         token_energy: with ``features``, each utterance's per-token log energy (cached
             beside the features), for a policy that ranks tokens by energy.
+        span_embedding: adds to each kept token a learned vector for the number of frames
+            it stands for (:class:`SpanEmbedding`).
 
     Returns:
         A :class:`DropOutput`; ``lengths`` are the CTC input lengths.
@@ -245,6 +281,8 @@ def drop_forward(model: nn.Module, input_values: torch.Tensor | None, attention_
 
     compacted, mask, index = compact(hidden, keep)
     hidden = merge_into_kept(hidden, keep, frame_mask, compacted) if merge else compacted
+    if span_embedding is not None:
+        hidden = span_embedding(hidden, token_spans(keep, frame_mask, hidden.shape[1]))
     lengths = mask.sum(-1)
     # no padding -> no mask, exactly as the unmodified model is called on unpadded input
     enc = base.encoder(hidden, attention_mask=None if bool(mask.all()) else mask)
@@ -277,9 +315,11 @@ class TokenDropCTC(nn.Module):
 
     def __init__(self, model: nn.Module, detector: nn.Module | None = None, threshold: float = 0.5,
                  min_keep: int = 1, min_keep_ratio: float = 0.0, apply_spec_augment: bool = True,
-                 policy: KeepPolicy | None = None, merge: bool = False) -> None:
+                 policy: KeepPolicy | None = None, merge: bool = False,
+                 span_embedding: SpanEmbedding | None = None) -> None:
         super().__init__()
         self.merge = bool(merge)
+        self.span_embedding = span_embedding
         self.model = model
         self.detector = detector
         if detector is not None:
@@ -329,7 +369,7 @@ class TokenDropCTC(nn.Module):
                            detector=self.detector, threshold=self.threshold, min_keep=self.min_keep,
                            min_keep_ratio=self.min_keep_ratio, apply_spec_augment=self.apply_spec_augment,
                            policy=self.policy, merge=self.merge, features=features, frame_lengths=frame_lengths,
-                           token_energy=token_energy)
+                           token_energy=token_energy, span_embedding=self.span_embedding)
         self.utterances += int(out.lengths.numel())
         self.fallbacks += out.fallbacks
         self.frames += int(out.frame_lengths.sum())
