@@ -166,10 +166,13 @@ def main() -> None:
             load_ctc_model(FINETUNED)[0].eval(), det, manifest[manifest["split"] == "dev"].reset_index(drop=True),
             args.ratio, args.rule)
 
-    # one table for training and decoding: the saved CTC model does not hold it
-    span = SpanEmbedding(args.span, load_ctc_model(FINETUNED)[0].config.hidden_size) if args.span > 0 else None
+    # one table for training and decoding (made at the first wrap): the saved CTC model does not hold it
+    span: SpanEmbedding | None = None
 
     def wrap(model: torch.nn.Module) -> TokenDropCTC:
+        nonlocal span
+        if args.span > 0 and span is None:
+            span = SpanEmbedding(args.span, model.config.hidden_size)
         if args.quota:
             net = TokenDropCTC(model, policy=QuotaPolicy(model, det, args.ratio, args.max_run), merge=merge)
         else:
@@ -185,7 +188,6 @@ def main() -> None:
     model, tok = load_ctc_model(args.out / "model")
     if span is not None:
         torch.save(span.state_dict(), args.out / "span.pt")
-        span.eval()
     summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "merge": merge, "drop_rule": getattr(det, "drop_rule", None),
                "train": result["metrics"], "splits": {}}

@@ -104,6 +104,13 @@ def compact(hidden: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, tor
     return out * mask[..., None].to(out.dtype), mask, order
 
 
+def frame_owners(keep: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` compacted position that owns each frame: the last kept token at or before it
+    (frames before an utterance's first kept token belong to that one). A cumulative sum, so
+    the exported graph can call it (no loop, no shape taken from data)."""
+    return (torch.cumsum(keep.long(), dim=1) - 1).clamp(min=0)
+
+
 def merge_into_kept(hidden: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor,
                     compacted: torch.Tensor) -> torch.Tensor:
     """Compact by merging: each kept token becomes the mean of itself and the dropped tokens
@@ -123,7 +130,7 @@ def merge_into_kept(hidden: torch.Tensor, keep: torch.Tensor, valid: torch.Tenso
     Returns:
         ``(B, T', D)`` merged tokens, zero past each utterance's kept count.
     """
-    owner = (torch.cumsum(keep.long(), dim=1) - 1).clamp(min=0)
+    owner = frame_owners(keep)
     weight = valid.to(hidden.dtype)
     sums = torch.zeros_like(compacted).scatter_add(1, owner.unsqueeze(-1).expand_as(hidden),
                                                   hidden * weight.unsqueeze(-1))
@@ -143,9 +150,8 @@ def token_spans(keep: torch.Tensor, valid: torch.Tensor, width: int) -> torch.Te
     Returns:
         ``(B, T')`` long, 0 past each utterance's kept count.
     """
-    owner = (torch.cumsum(keep.long(), dim=1) - 1).clamp(min=0)
     spans = torch.zeros(keep.shape[0], width, dtype=torch.long, device=keep.device)
-    return spans.scatter_add(1, owner, valid.long())
+    return spans.scatter_add(1, frame_owners(keep), valid.long())
 
 
 class SpanEmbedding(nn.Module):
