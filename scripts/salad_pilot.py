@@ -18,6 +18,10 @@ is one keep policy at one drop ratio:
   (default: ``salad.merge_dropped``);
 - ``--span K``: add to each kept token a learned vector for the number of frames it stands
   for (1..K; :class:`~s6damon.salad.dropping.SpanEmbedding`), trained with the model;
+- ``--ramp F``: a drop-ratio curriculum in training — the ratio rises in ``--ramp-stages``
+  equal steps (``ratio/K, 2·ratio/K, …``) over the first ``F`` of the training steps and
+  stays at ``ratio`` after (SALAD's threshold for each stage chosen on dev under the
+  detector's drop rule); decoding drops at ``ratio``;
 - any of the stage's own methods (``salad_<source>``, ``uniform``, ``random``, ``energy``,
   ``none``), to rerun a cell of the committed table.
 
@@ -120,15 +124,52 @@ class QuotaPolicy:
         return keep.to(input_values.device)
 
 
-def rechoose_threshold(model: torch.nn.Module, detector: SaliencyDetector, dev: pd.DataFrame, ratio: float,
-                       rule: str) -> float:
-    """Set ``detector``'s drop rule to ``rule`` and return the threshold at which it drops
-    ``ratio`` of the dev tokens (dev P(salient) computed as the salad_train stage does)."""
+def rechoose_thresholds(model: torch.nn.Module, detector: SaliencyDetector, dev: pd.DataFrame,
+                        ratios: list[float], rule: str) -> dict[float, float]:
+    """Set ``detector``'s drop rule to ``rule`` and return, for each of ``ratios``, the
+    threshold at which it drops that share of the dev tokens (dev P(salient) computed as the
+    salad_train stage does)."""
     feats = conv_features(model, AudioSet(dev, preload=False))
     detector.drop_rule = rule
-    thr = choose_threshold(dev_probabilities(detector, list(feats.values())), ratio, rule=rule)
-    print(f"{rule} threshold {thr:.4f} for {ratio:g} of dev tokens")
-    return thr
+    probs = dev_probabilities(detector, list(feats.values()))
+    out = {}
+    for ratio in ratios:
+        out[float(ratio)] = choose_threshold(probs, ratio, rule=rule)
+        print(f"{rule} threshold {out[float(ratio)]:.4f} for {ratio:g} of dev tokens")
+    return out
+
+
+class RatioRamp(torch.nn.Module):
+    """A drop-ratio curriculum over one CTC model: forward call ``i`` runs
+    ``nets[min(K - 1, i * K // ramp_calls)]`` — each of the ``K`` nets (rising ratios, all
+    around the same model) for an equal share of the first ``ramp_calls`` calls, the last one
+    after. Training calls forward once a step, so calls count steps; a resumed run restarts
+    the ramp (pilots do not resume)."""
+
+    def __init__(self, nets: list[TokenDropCTC], ramp_calls: int) -> None:
+        super().__init__()
+        self.model = nets[0].model
+        self.detector = nets[0].detector  # registered so .to(device) moves it; never trained
+        self.span_embedding = nets[0].span_embedding  # registered so the optimiser trains it
+        self._nets, self.ramp_calls, self.calls = list(nets), max(1, ramp_calls), 0
+
+    @property
+    def config(self):
+        """The wrapped model's config."""
+        return self.model.config
+
+    def train(self, mode: bool = True) -> "RatioRamp":
+        super().train(mode)
+        for net in self._nets:
+            net.train(mode)
+        return self
+
+    def forward(self, *args, **kwargs):
+        """The current stage's :class:`~s6damon.salad.dropping.TokenDropCTC` forward."""
+        K = len(self._nets)
+        net = self._nets[min(K - 1, self.calls * K // self.ramp_calls)]
+        self.calls += 1
+        return net(*args, **kwargs)
 
 
 def main() -> None:
@@ -143,6 +184,9 @@ def main() -> None:
                     help="average each dropped token into the kept one before it (default: salad.merge_dropped)")
     ap.add_argument("--span", type=int, default=0,
                     help="learned span embedding over 1..K frames per kept token (0: none)")
+    ap.add_argument("--ramp", type=float, default=0.0,
+                    help="share of the training steps over which the drop ratio rises to --ratio (0: none)")
+    ap.add_argument("--ramp-stages", type=int, default=4, help="with --ramp: number of equal ratio steps")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--against", default=None, help="data/salad_hyps/<NAME>_<split>.parquet to compare with")
@@ -153,6 +197,10 @@ def main() -> None:
         ap.error("--quota and --rule are two policies: choose one")
     if args.max_run is not None and not args.quota:
         ap.error("--max-run needs --quota")
+    if not 0.0 <= args.ramp <= 1.0 or args.ramp_stages < 1:
+        ap.error("--ramp is a share of the steps in [0, 1] and --ramp-stages at least 1")
+    if args.ramp and (args.quota or args.method == "none"):
+        ap.error("--ramp needs a dropping method under the stage's threshold or a baseline (not --quota, not none)")
 
     params = load_params(args.params)
     s = params.salad
@@ -161,30 +209,42 @@ def main() -> None:
     det, thresholds = (load_detector(det_path)[:2] if det_path else (None, {}))
 
     merge = s.merge_dropped if args.merge is None else args.merge
-    if args.rule:
-        thresholds[float(args.ratio)] = rechoose_threshold(
-            load_ctc_model(FINETUNED)[0].eval(), det, manifest[manifest["split"] == "dev"].reset_index(drop=True),
-            args.ratio, args.rule)
+    # the curriculum's ratios, the last one exactly --ratio (float keys of the threshold table)
+    ramp_ratios = [args.ratio * (k + 1) / args.ramp_stages for k in range(args.ramp_stages - 1)] + [args.ratio]
+    if args.rule or (args.ramp and det is not None):
+        # with --rule every ratio's threshold is re-chosen (the file's are for another rule);
+        # for a ramp, the thresholds of its stages below --ratio
+        need = (ramp_ratios if args.ramp else [args.ratio]) if args.rule else ramp_ratios[:-1]
+        thresholds.update(rechoose_thresholds(load_ctc_model(FINETUNED)[0].eval(), det,
+                                              manifest[manifest["split"] == "dev"].reset_index(drop=True),
+                                              need, args.rule or det.drop_rule))
 
     # one table for training and decoding (made at the first wrap): the saved CTC model does not hold it
     span: SpanEmbedding | None = None
 
-    def wrap(model: torch.nn.Module) -> TokenDropCTC:
+    def wrap(model: torch.nn.Module, ratio: float | None = None) -> TokenDropCTC:
         nonlocal span
+        ratio = args.ratio if ratio is None else ratio
         if args.span > 0 and span is None:
             span = SpanEmbedding(args.span, model.config.hidden_size)
         if args.quota:
-            net = TokenDropCTC(model, policy=QuotaPolicy(model, det, args.ratio, args.max_run), merge=merge)
+            net = TokenDropCTC(model, policy=QuotaPolicy(model, det, ratio, args.max_run), merge=merge)
         else:
-            net = drop_model(model, args.method, args.ratio, detector=det,
-                             threshold=thresholds.get(float(args.ratio)), seed=params.seed, merge=merge)
+            net = drop_model(model, args.method, ratio, detector=det,
+                             threshold=thresholds.get(float(ratio)), seed=params.seed, merge=merge)
         net.span_embedding = span
         return net
 
+    def train_wrap(model: torch.nn.Module) -> torch.nn.Module:
+        if not args.ramp:
+            return wrap(model)
+        return RatioRamp([wrap(model, r) for r in ramp_ratios], round(args.ramp * s.finetune.steps))
+
     args.out.mkdir(parents=True, exist_ok=True)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    tag = f"pilot {args.method}@{args.ratio:g}" + (f" ramp {args.ramp:g}/{args.ramp_stages}" if args.ramp else "")
     result = finetune(FINETUNED, params.model, s.finetune, train, None, args.out / "model", args.out / "checkpoints",
-                      seed=params.seed, threads=params.threads, wrap=wrap, tag=f"pilot {args.method}@{args.ratio:g}")
+                      seed=params.seed, threads=params.threads, wrap=train_wrap, tag=tag)
     model, tok = load_ctc_model(args.out / "model")
     if span is not None:
         torch.save(span.state_dict(), args.out / "span.pt")

@@ -224,3 +224,21 @@ def test_finetune_pilot_scratch_is_the_stages_random_init_control():
     init, control = start("scratch", recipe)
     assert init is None and control == scratch_recipe(recipe)
     assert control.freeze_feature_encoder_steps == 0 and control.steps == recipe.steps
+
+
+def test_ratio_ramp_raises_the_drop_ratio_in_equal_stages_then_holds_it():
+    from salad_pilot import RatioRamp
+
+    shared = torch.nn.Linear(2, 2)
+
+    class Stage(torch.nn.Module):  # stands in for a TokenDropCTC at one ratio
+        def __init__(self, ratio: float) -> None:
+            super().__init__()
+            self.model, self.detector, self.span_embedding, self.ratio = shared, None, None, ratio
+
+        def forward(self) -> float:
+            return self.ratio
+
+    ramp = RatioRamp([Stage(0.1), Stage(0.2), Stage(0.3)], ramp_calls=6)
+    assert [ramp() for _ in range(9)] == [0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3]
+    assert [p for p in ramp.parameters()] == list(shared.parameters())  # the one model is what trains
