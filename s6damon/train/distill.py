@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from s6damon.salad.backbone import length_mask
+from s6damon.salad.dropping import frame_owners
 
 
 def segment_frames(teacher_logp: torch.Tensor, keep: torch.Tensor, frame_lengths: torch.Tensor, width: int,
@@ -39,7 +40,7 @@ def segment_frames(teacher_logp: torch.Tensor, keep: torch.Tensor, frame_lengths
     B, T, _ = teacher_logp.shape
     valid = length_mask(frame_lengths.to(keep.device), T)
     keep = keep[:, :T] & valid
-    seg = (keep.long().cumsum(1) - 1).clamp(0, max(0, width - 1))  # (B, T) kept token each frame belongs to
+    seg = frame_owners(keep).clamp(max=max(0, width - 1))  # (B, T) kept token each frame belongs to
     score = (-teacher_logp[..., blank_id].float()).masked_fill(~valid, float("-inf"))
     best = score.new_full((B, width), float("-inf")).scatter_reduce(1, seg, score, "amax", include_self=True)
     frames = torch.arange(T, device=keep.device).expand(B, T)
