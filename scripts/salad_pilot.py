@@ -60,7 +60,7 @@ from s6damon.salad.detector import (DROP_RULES, SaliencyDetector, choose_thresho
                                     predict_proba)
 from s6damon.salad.dropping import SpanEmbedding, TokenDropCTC  # noqa: E402
 from s6damon.salad.fit import dev_probabilities  # noqa: E402
-from s6damon.salad.methods import drop_model, is_salad  # noqa: E402
+from s6damon.salad.methods import RatioCycle, drop_model, is_salad  # noqa: E402
 from s6damon.train.data import AudioSet  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
 from s6damon.train.finetune import finetune  # noqa: E402
@@ -139,30 +139,18 @@ def rechoose_thresholds(model: torch.nn.Module, detector: SaliencyDetector, dev:
     return out
 
 
-class RatioRamp(torch.nn.Module):
+class RatioRamp(RatioCycle):
     """A drop-ratio curriculum over one CTC model: forward call ``i`` runs
     ``nets[min(K - 1, i * K // ramp_calls)]`` — each of the ``K`` nets (rising ratios, all
     around the same model) for an equal share of the first ``ramp_calls`` calls, the last one
-    after. Training calls forward once a step, so calls count steps; a resumed run restarts
-    the ramp (pilots do not resume)."""
+    after. :class:`~s6damon.salad.methods.RatioCycle` with another schedule: training calls
+    forward once a step, so calls count steps; a resumed run restarts the ramp (pilots do
+    not resume)."""
 
     def __init__(self, nets: list[TokenDropCTC], ramp_calls: int) -> None:
-        super().__init__()
-        self.model = nets[0].model
-        self.detector = nets[0].detector  # registered so .to(device) moves it; never trained
+        super().__init__(nets)
         self.span_embedding = nets[0].span_embedding  # registered so the optimiser trains it
-        self._nets, self.ramp_calls, self.calls = list(nets), max(1, ramp_calls), 0
-
-    @property
-    def config(self):
-        """The wrapped model's config."""
-        return self.model.config
-
-    def train(self, mode: bool = True) -> "RatioRamp":
-        super().train(mode)
-        for net in self._nets:
-            net.train(mode)
-        return self
+        self.ramp_calls = max(1, ramp_calls)
 
     def forward(self, *args, **kwargs):
         """The current stage's :class:`~s6damon.salad.dropping.TokenDropCTC` forward."""
