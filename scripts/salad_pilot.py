@@ -197,12 +197,13 @@ def main() -> None:
     det, thresholds = (load_detector(det_path)[:2] if det_path else (None, {}))
 
     merge = s.merge_dropped if args.merge is None else args.merge
-    # the curriculum's ratios, the last one exactly --ratio (float keys of the threshold table)
-    ramp_ratios = [args.ratio * (k + 1) / args.ramp_stages for k in range(args.ramp_stages - 1)] + [args.ratio]
-    if args.rule or (args.ramp and det is not None):
-        # with --rule every ratio's threshold is re-chosen (the file's are for another rule);
-        # for a ramp, the thresholds of its stages below --ratio
-        need = (ramp_ratios if args.ramp else [args.ratio]) if args.rule else ramp_ratios[:-1]
+    # the ratios training drops at: a curriculum's rising stages, the last exactly --ratio
+    # (it keys the threshold table)
+    ramp = [args.ratio * (k + 1) / args.ramp_stages for k in range(args.ramp_stages - 1)] if args.ramp else []
+    train_ratios = [*ramp, args.ratio]
+    # SALAD thresholds the detector file lacks: every ratio under another --rule, else a ramp's lower stages
+    need = train_ratios if args.rule else ramp
+    if det is not None and need:
         thresholds.update(rechoose_thresholds(load_ctc_model(FINETUNED)[0].eval(), det,
                                               manifest[manifest["split"] == "dev"].reset_index(drop=True),
                                               need, args.rule or det.drop_rule))
@@ -226,7 +227,7 @@ def main() -> None:
     def train_wrap(model: torch.nn.Module) -> torch.nn.Module:
         if not args.ramp:
             return wrap(model)
-        return RatioRamp([wrap(model, r) for r in ramp_ratios], round(args.ramp * s.finetune.steps))
+        return RatioRamp([wrap(model, r) for r in train_ratios], round(args.ramp * s.finetune.steps))
 
     args.out.mkdir(parents=True, exist_ok=True)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
