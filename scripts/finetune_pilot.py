@@ -36,10 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flows.finetune import scratch_recipe  # noqa: E402
 from s6damon import io  # noqa: E402
 from s6damon.config import load_params  # noqa: E402
-from s6damon.config.model import FinetuneParams, ModelParams  # noqa: E402
+from s6damon.config.model import AverageParams, FinetuneParams, ModelParams  # noqa: E402
 from s6damon.config.schema import ParamsError, build, to_dict  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
+from s6damon.train.averaging import WeightAverage  # noqa: E402
 from s6damon.train.finetune import finetune  # noqa: E402
 
 SPLITS = ("dev", "test", "test_open")
@@ -93,6 +94,10 @@ def main() -> None:
                     help="torch threads (default: params threads); 1 to run two pilots side by side")
     ap.add_argument("--against", type=Path, default=None, help="another pilot folder to compare with")
     ap.add_argument("--device", default=None, help="model.device override: cpu, cuda or auto")
+    ap.add_argument("--also-average", action="append", default=[], metavar="KIND:START[:DECAY]",
+                    help="also keep this weight average during the run and score it beside the saved model "
+                         "(ema:0.5:0.999, uniform:0.75: averaging from half / three quarters of the steps); "
+                         "written to <out>/avg_<KIND>_<START>[_<DECAY>]")
     args = ap.parse_args()
     if args.threads is not None and args.threads < 1:
         ap.error(f"--threads must be at least 1, got {args.threads}")
@@ -101,11 +106,16 @@ def main() -> None:
     init, recipe = start(args.init, override(params.finetune, args.set))
     model_params = with_device(params.model, args.device)
     seed = params.seed if args.seed is None else args.seed
+    try:
+        extra = {name: average_hook(spec, recipe.steps, name) for spec in args.also_average
+                 for name in [f"avg_{spec.replace(':', '_')}"]}
+    except ValueError as err:
+        ap.error(str(err))
     train, evals = io.read_parquet(args.train), io.read_parquet(args.eval)
     train = train[train["split"] == "train"]
     res = finetune(init, model_params, recipe, train, evals[evals["split"] == "dev"],
                    args.out / "model", args.out / "ckpt", seed,
-                   params.threads if args.threads is None else args.threads)
+                   params.threads if args.threads is None else args.threads, hooks=list(extra.values()))
     model, tokenizer = load_ctc_model(args.out / "model")
     summary: dict = {"init": str(args.init), "train_manifest": str(args.train), "overrides": args.set,
                      "seed": seed, "device": model_params.device, "train": res["metrics"]}
@@ -115,7 +125,33 @@ def main() -> None:
             continue
         summary[split] = score_split(model, tokenizer, rows, split, args.out, args.against)[1]
         print(split, json.dumps(summary[split]))
+    for name, hook in extra.items():
+        # the run's saved model with this average's weights instead (a plain CTC run: the
+        # trained module is the saved model, so the names match)
+        model, tokenizer = load_ctc_model(args.out / "model")
+        hook.apply(model)
+        summary[name] = {"averaged_steps": hook.count}
+        for split in SPLITS:
+            rows = evals[evals["split"] == split]
+            if not rows.empty:
+                summary[name][split] = score_split(model, tokenizer, rows, split, args.out / name)[1]
+                print(name, split, json.dumps(summary[name][split]))
     io.write_json(args.out / "summary.json", summary)
+
+
+def average_hook(spec: str, steps: int, key: str) -> WeightAverage:
+    """The averager of an ``--also-average`` spec ``KIND:START[:DECAY]`` over ``steps`` steps."""
+    kind, _, rest = spec.partition(":")
+    start, _, decay = rest.partition(":")
+    try:
+        p = AverageParams(kind=kind, start_fraction=float(start or 0.5),
+                          ema_decay=float(decay) if decay else AverageParams.ema_decay)
+    except ValueError as err:
+        raise ValueError(f"--also-average {spec!r}: {err}") from err
+    hook = WeightAverage.from_params(p, steps, key)
+    if hook is None:
+        raise ValueError(f"--also-average {spec!r}: kind must be ema or uniform")
+    return hook
 
 
 def score_split(model, tokenizer, rows: pd.DataFrame, split: str, out: Path,

@@ -45,6 +45,8 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"safari": {"finetune": {"feature_cache": True}}}, "safari.finetune.feature_cache"),
         ({"salad": {"finetune": {"feature_cache": True, "distill_weight": 1.0}}}, "salad.finetune.feature_cache"),
         ({"finetune": {"feature_cache_speeds": 0}}, "finetune.feature_cache_speeds"),
+        ({"finetune": {"average": {"kind": "median"}}}, "finetune.average.kind"),
+        ({"salad": {"finetune": {"average": {"ema_decay": 1.5}}}}, "salad.finetune.average.ema_decay"),
         ({"finetune": {"freeze_feature_encoder_from": -1}}, "finetune.freeze_feature_encoder_from"),
         ({"finetune": {"freeze_feature_encoder_from": "late"}}, "finetune.freeze_feature_encoder_from"),
         ({"safari": {"finetune": {"distill_weight": -1.0}}}, "safari.finetune.distill_weight"),

@@ -226,6 +226,18 @@ def test_finetune_pilot_scratch_is_the_stages_random_init_control():
     assert control.freeze_feature_encoder_steps == 0 and control.steps == recipe.steps
 
 
+def test_finetune_pilot_reads_extra_averages():
+    from finetune_pilot import average_hook
+
+    ema = average_hook("ema:0.5:0.9998", 4000, "avg")
+    assert (ema.kind, ema.start, ema.key) == ("ema", 2001, "avg")
+    assert average_hook("uniform:0.75", 4000, "avg").start == 3001
+    with pytest.raises(ValueError, match="'none:0.5'"):
+        average_hook("none:0.5", 4000, "avg")
+    with pytest.raises(ValueError, match="'ema:half'"):
+        average_hook("ema:half", 4000, "avg")
+
+
 def test_ratio_ramp_raises_the_drop_ratio_in_equal_stages_then_holds_it():
     from salad_pilot import RatioRamp
 

@@ -165,6 +165,20 @@ class MixStyleParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class AverageParams:
+    """Weight averaging over the last part of finetuning (``s6damon/train/averaging.py``): the
+    saved model holds the average instead of the last step's weights. Off by default."""
+
+    kind: Literal["none", "ema", "uniform"] = param(
+        "none", help="none = the last step's weights; ema = exponential moving average; uniform = the mean "
+                     "of the weights at every `every`-th step (stochastic weight averaging)")
+    start_fraction: float = param(0.5, minimum=0.0, maximum=1.0,
+                                  help="averaging starts after this share of the steps")
+    ema_decay: float = param(0.999, minimum=0.0, maximum=1.0, help="ema: decay per averaged step")
+    every: int = param(1, minimum=1, help="average the weights every this many steps")
+
+
+@dataclasses.dataclass(frozen=True)
 class FinetuneParams:
     """CTC finetuning on characters (and the from-scratch baseline)."""
 
@@ -220,6 +234,8 @@ class FinetuneParams:
                                                          "(random equaliser, coloured noise); off by default")
     mixstyle: MixStyleParams = param(MixStyleParams(), help="MixStyle in the conv feature encoder (mixing "
                                                              "utterances' channel statistics); off by default")
+    average: AverageParams = param(AverageParams(), help="weight averaging over the last part of training "
+                                                         "(EMA or uniform); off by default")
     mask_time_prob: float = param(0.05, minimum=0.0, maximum=1.0, help="SpecAugment: share of tokens starting a time mask")
     mask_time_length: int = param(5, minimum=1, help="SpecAugment: time mask length in tokens")
     mask_feature_prob: float = param(0.0, minimum=0.0, maximum=1.0, help="SpecAugment: share of channels masked")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from s6damon.salad.backbone import feature_lengths, length_mask
 from s6damon.train import checkpoint as ck
 from s6damon.train import distributed as dd
 from s6damon.train.augment import WaveAugmenter
+from s6damon.train.averaging import WeightAverage
 from s6damon.train.data import AudioSet, Batch
 from s6damon.train.distill import distill_loss, segment_frames
 from s6damon.train.evaluate import model_inputs, score, transcribe
@@ -154,7 +156,8 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             structured mask; it must call the CTC model's own parameters, return an output
             with ``.loss`` (and ``.lengths`` where it shortens the sequence), and the plain
             CTC model is what ``out_dir`` receives.
-        hooks: extra loop hooks (after each optimiser step), e.g. prune-and-grow.
+        hooks: extra loop hooks (after each optimiser step), e.g. prune-and-grow; they run
+            before the weight average (``p.average``) and the dev evaluation.
         tag: names the variant in the progress bar and the resumption fingerprint.
         teacher: CTC checkpoint folder distilled from when ``p.distill_weight > 0``
             (default: ``init``, the model the compressed variants start from).
@@ -208,6 +211,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
              if p.feature_cache else None)
     decoder = wrap(model) if wrap is not None else model  # reads waveforms: evaluation
     net = FeatureInputCTC(decoder) if cache is not None else decoder  # trained
+    averager = WeightAverage.from_params(p.average, p.steps)
 
     def batch_fn(rows: list[int], step: int) -> Batch | FeatureBatch:
         rng = np.random.default_rng([seed, step, env.rank])
@@ -257,11 +261,13 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             return None
         res = {}
         if env.is_main:
-            res = score(transcribe(decoder, tok, dev, p.eval_batch_seconds))
+            # with averaging on, the weights the run would save if it ended here
+            with averager.applied(net) if averager is not None else contextlib.nullcontext():
+                res = score(transcribe(decoder, tok, dev, p.eval_batch_seconds))
+                if res["wer"] < state.get("best_wer", float("inf")) and best_dir is not None:
+                    save_model(decoder, tok, best_dir)
             if res["wer"] < state.get("best_wer", float("inf")):
                 state.update(best_wer=res["wer"], best_cer=res["cer"], best_step=step)
-                if best_dir is not None:
-                    save_model(decoder, tok, best_dir)
         res = dd.broadcast(res, env)
         state.update({k: v for k, v in dd.broadcast(state, env).items() if k != "history"})
         return {"dev_wer": res["wer"], "dev_cer": res["cer"]}
@@ -272,7 +278,9 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
                      desc=f"finetune({tag})" if tag else ("finetune" if init else "finetune(scratch)"), hold_fraction=p.hold_fraction,
                      final_lr_scale=p.final_lr_scale)
     res = run_loop(net, data, cfg, step_fn, env, ckpt_dir, fp, seed, batch_fn=batch_fn,
-                   hooks=[*hooks, evaluate], stop_at=stop_at)
+                   hooks=[*hooks, *([averager] if averager is not None else []), evaluate], stop_at=stop_at)
+    if averager is not None and not res.stopped_early:
+        averager.apply(net)  # the saved model is the average
     set_encoder_frozen(model, False)
     if mix is not None:
         mix.remove()
@@ -284,6 +292,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         "init": str(init or "scratch"), "world_size": env.world_size, "precision": precision,
         "attention": kernel, "pos_conv": pos_conv,
         "feature_cache": cache is not None,
+        "weight_average": p.average.kind, "averaged_steps": averager.count if averager is not None else 0,
     }
     if cache is not None:
         metrics.update(feature_cache_seconds=round(cache.seconds, 2), feature_cache_speeds=cache.speeds)
