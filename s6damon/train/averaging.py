@@ -1,8 +1,9 @@
 """Weight averaging over the last part of training: an exponential moving average (EMA) of the
 weights, or their uniform mean over every ``every``-th step (stochastic weight averaging, SWA).
 
-Averaged weights sit in flatter regions of the loss than the last step's, which is what carries
-over to data the run never saw (for this project: the test split's unseen voices). The average
+Averaged weights tend to sit in flatter regions of the loss than the last step's, which can carry
+over better to data the run never saw (here: the test split's unseen voices); on this project's
+finetune recipe it measured no consistent gain (docs/experiments/recipe.md, "Weight averaging"). The average
 is kept as a loop hook whose tensors live in the training loop's ``state``, so they go into
 every resumable checkpoint and a killed run resumes its average too. The update rules are
 PyTorch's own (``torch.optim.swa_utils``). Only the module's parameters are averaged; the models
@@ -27,7 +28,7 @@ def _module(net: torch.nn.Module) -> torch.nn.Module:
     return getattr(net, "module", net)  # the module inside a DDP wrapper
 
 
-def _float_tensors(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _parameters(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     # parameters only: buffers are statistics or masks (a structured pruning mask averaged
     # over prune-and-grow rounds would no longer be a mask)
     return {k: v for k, v in _module(net).named_parameters() if torch.is_floating_point(v)}
@@ -66,7 +67,7 @@ class WeightAverage:
     def __call__(self, net: torch.nn.Module, step: int, state: dict[str, Any]) -> None:
         slot = state.get(self.key)  # after a resumption: the average the checkpoint held
         if step >= self.start and (step - self.start) % self.every == 0:
-            current = _float_tensors(net)
+            current = _parameters(net)
             if slot is None:
                 slot = state[self.key] = {"kind": self.kind, "count": 0,
                                           "weights": {k: v.detach().clone() for k, v in current.items()}}
@@ -99,7 +100,7 @@ class WeightAverage:
         if self._slot is None:
             yield False
             return
-        own = {k: v.detach().clone() for k, v in _float_tensors(net).items()}
+        own = {k: v.detach().clone() for k, v in _parameters(net).items()}
         load_weights(net, self._slot["weights"])
         try:
             yield True
