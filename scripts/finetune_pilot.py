@@ -106,11 +106,13 @@ def main() -> None:
     init, recipe = start(args.init, override(params.finetune, args.set))
     model_params = with_device(params.model, args.device)
     seed = params.seed if args.seed is None else args.seed
-    try:
-        extra = {name: average_hook(spec, recipe.steps, name) for spec in args.also_average
-                 for name in [f"avg_{spec.replace(':', '_')}"]}
-    except ValueError as err:
-        ap.error(str(err))
+    extra: dict[str, WeightAverage] = {}  # output folder name -> its averager
+    for spec in args.also_average:
+        name = f"avg_{spec.replace(':', '_')}"
+        try:
+            extra[name] = average_hook(spec, recipe.steps, name)
+        except ValueError as err:
+            ap.error(str(err))
     train, evals = io.read_parquet(args.train), io.read_parquet(args.eval)
     train = train[train["split"] == "train"]
     res = finetune(init, model_params, recipe, train, evals[evals["split"] == "dev"],
@@ -126,16 +128,15 @@ def main() -> None:
         summary[split] = score_split(model, tokenizer, rows, split, args.out, args.against)[1]
         print(split, json.dumps(summary[split]))
     for name, hook in extra.items():
-        # the run's saved model with this average's weights instead (a plain CTC run: the
-        # trained module is the saved model, so the names match)
-        model, tokenizer = load_ctc_model(args.out / "model")
-        hook.apply(model)
+        # the saved model with this average's weights in (a plain CTC run: the trained module is
+        # the saved model, so the names match); its own weights are back for the next average
         summary[name] = {"averaged_steps": hook.count}
-        for split in SPLITS:
-            rows = evals[evals["split"] == split]
-            if not rows.empty:
-                summary[name][split] = score_split(model, tokenizer, rows, split, args.out / name)[1]
-                print(name, split, json.dumps(summary[name][split]))
+        with hook.applied(model):
+            for split in SPLITS:
+                rows = evals[evals["split"] == split]
+                if not rows.empty:
+                    summary[name][split] = score_split(model, tokenizer, rows, split, args.out / name)[1]
+                    print(name, split, json.dumps(summary[name][split]))
     io.write_json(args.out / "summary.json", summary)
 
 
@@ -146,9 +147,9 @@ def average_hook(spec: str, steps: int, key: str) -> WeightAverage:
     try:
         p = AverageParams(kind=kind, start_fraction=float(start or 0.5),
                           ema_decay=float(decay) if decay else AverageParams.ema_decay)
+        hook = WeightAverage.from_params(p, steps, key)
     except ValueError as err:
         raise ValueError(f"--also-average {spec!r}: {err}") from err
-    hook = WeightAverage.from_params(p, steps, key)
     if hook is None:
         raise ValueError(f"--also-average {spec!r}: kind must be ema or uniform")
     return hook

@@ -236,6 +236,8 @@ def test_finetune_pilot_reads_extra_averages():
         average_hook("none:0.5", 4000, "avg")
     with pytest.raises(ValueError, match="'ema:half'"):
         average_hook("ema:half", 4000, "avg")
+    with pytest.raises(ValueError, match="'mean:0.5'"):
+        average_hook("mean:0.5", 4000, "avg")
 
 
 def test_ratio_ramp_raises_the_drop_ratio_in_equal_stages_then_holds_it():

@@ -20,18 +20,15 @@ import torch
 from torch.optim.swa_utils import get_ema_multi_avg_fn, get_swa_multi_avg_fn
 
 from s6damon.config.model import AverageParams
+from s6damon.model.factory import unwrap
 
 KINDS = ("ema", "uniform")
-
-
-def _module(net: torch.nn.Module) -> torch.nn.Module:
-    return getattr(net, "module", net)  # the module inside a DDP wrapper
 
 
 def _parameters(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     # parameters only: buffers are statistics or masks (a structured pruning mask averaged
     # over prune-and-grow rounds would no longer be a mask)
-    return {k: v for k, v in _module(net).named_parameters() if torch.is_floating_point(v)}
+    return {k: v for k, v in unwrap(net).named_parameters() if torch.is_floating_point(v)}
 
 
 class WeightAverage:
@@ -118,7 +115,7 @@ class WeightAverage:
 
 def load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
     """Copy ``weights`` (name -> tensor, a subset of the module's parameters) into ``net``."""
-    target = dict(_module(net).named_parameters())
+    target = dict(unwrap(net).named_parameters())
     missing = [k for k in weights if k not in target]
     if missing:
         raise ValueError(f"weight average: the module has no tensors named {missing[:3]}")

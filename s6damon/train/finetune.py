@@ -264,10 +264,10 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             # with averaging on, the weights the run would save if it ended here
             with averager.applied(net) if averager is not None else contextlib.nullcontext():
                 res = score(transcribe(decoder, tok, dev, p.eval_batch_seconds))
-                if res["wer"] < state.get("best_wer", float("inf")) and best_dir is not None:
-                    save_model(decoder, tok, best_dir)
-            if res["wer"] < state.get("best_wer", float("inf")):
-                state.update(best_wer=res["wer"], best_cer=res["cer"], best_step=step)
+                if res["wer"] < state.get("best_wer", float("inf")):
+                    state.update(best_wer=res["wer"], best_cer=res["cer"], best_step=step)
+                    if best_dir is not None:
+                        save_model(decoder, tok, best_dir)
         res = dd.broadcast(res, env)
         state.update({k: v for k, v in dd.broadcast(state, env).items() if k != "history"})
         return {"dev_wer": res["wer"], "dev_cer": res["cer"]}
