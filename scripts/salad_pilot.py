@@ -22,6 +22,14 @@ is one keep policy at one drop ratio:
   equal steps (``ratio/K, 2·ratio/K, …``) over the first ``F`` of the training steps and
   stays at ``ratio`` after (SALAD's threshold for each stage chosen on dev under the
   detector's drop rule); decoding drops at ``ratio``;
+- ``--recipe finetune --init models/pretrained``: drop from the start of CTC finetuning instead
+  of in an adaptation of the finetuned model — the finetune stage's recipe (``finetune``: its
+  steps, learning rate, trainable conv encoder) from the SSL checkpoint; compare with a
+  ``scripts/finetune_pilot.py`` run of the same seed, the same training without dropping;
+- ``--rechoose`` (SALAD): the threshold re-chosen on dev for ``ratio`` under the detector's
+  own rule on the conv features of the model in use — ``--init``'s before training, the
+  trained model's before decoding — for a model whose conv encoder is not the finetuned
+  model's the detector file was calibrated on;
 - any of the stage's own methods (``salad_<source>``, ``uniform``, ``random``, ``energy``,
   ``none``), to rerun a cell of the committed table.
 
@@ -175,12 +183,20 @@ def main() -> None:
     ap.add_argument("--ramp", type=float, default=0.0,
                     help="share of the training steps over which the drop ratio rises to --ratio (0: none)")
     ap.add_argument("--ramp-stages", type=int, default=4, help="with --ramp: number of equal ratio steps")
+    ap.add_argument("--init", type=Path, default=FINETUNED,
+                    help="checkpoint folder training starts from (default: the finetuned model)")
+    ap.add_argument("--recipe", choices=("salad", "finetune"), default="salad",
+                    help="training recipe: salad.finetune (the stage's adaptation) or finetune (the finetune stage's)")
+    ap.add_argument("--rechoose", action="store_true",
+                    help="SALAD: re-choose the threshold on dev with the model in use, before training and before decoding")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--against", default=None, help="data/salad_hyps/<NAME>_<split>.parquet to compare with")
     args = ap.parse_args()
-    if (args.quota or args.max_run is not None or args.rule) and not is_salad(args.method):
-        ap.error("--quota, --max-run and --rule apply to salad_<source> methods")
+    if (args.quota or args.max_run is not None or args.rule or args.rechoose) and not is_salad(args.method):
+        ap.error("--quota, --max-run, --rule and --rechoose apply to salad_<source> methods")
+    if args.rechoose and (args.quota or args.rule or args.ramp):
+        ap.error("--rechoose re-chooses the stage's threshold: not with --quota, --rule or --ramp")
     if args.quota and args.rule:
         ap.error("--quota and --rule are two policies: choose one")
     if args.max_run is not None and not args.quota:
@@ -192,6 +208,7 @@ def main() -> None:
 
     params = load_params(args.params)
     s = params.salad
+    recipe = params.finetune if args.recipe == "finetune" else s.finetune
     manifest = io.read_parquet(Path(params.prepare.out_dir) / "manifest.parquet")
     det_path = detector_path(args.method.removeprefix("salad_")) if is_salad(args.method) else None
     det, thresholds = (load_detector(det_path)[:2] if det_path else (None, {}))
@@ -203,10 +220,22 @@ def main() -> None:
     train_ratios = [*ramp, args.ratio]
     # SALAD thresholds the detector file lacks: every ratio under another --rule, else a ramp's lower stages
     need = train_ratios if args.rule else ramp
+    dev = manifest[manifest["split"] == "dev"].reset_index(drop=True)
     if det is not None and need:
-        thresholds.update(rechoose_thresholds(load_ctc_model(FINETUNED)[0].eval(), det,
-                                              manifest[manifest["split"] == "dev"].reset_index(drop=True),
+        thresholds.update(rechoose_thresholds(load_ctc_model(FINETUNED)[0].eval(), det, dev,
                                               need, args.rule or det.drop_rule))
+
+    def recalibrate(model: torch.nn.Module, when: str) -> None:
+        # the detector reads the conv features of the model it runs with: the threshold that
+        # drops `ratio` of dev tokens moves when those features are not the finetuned model's
+        if args.rechoose:
+            print(f"threshold {when}:", end=" ")
+            thresholds.update(rechoose_thresholds(model.eval(), det, dev, [args.ratio], det.drop_rule))
+            chosen[when] = thresholds[float(args.ratio)]
+
+    chosen: dict[str, float] = {}
+    if args.rechoose:
+        recalibrate(load_ctc_model(args.init)[0], "training")
 
     # one table for training and decoding (made at the first wrap): the saved CTC model does not hold it
     span: SpanEmbedding | None = None
@@ -232,13 +261,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
     tag = f"pilot {args.method}@{args.ratio:g}" + (f" ramp {args.ramp:g}/{args.ramp_stages}" if args.ramp else "")
-    result = finetune(FINETUNED, params.model, s.finetune, train, None, args.out / "model", args.out / "checkpoints",
+    result = finetune(args.init, params.model, recipe, train, None, args.out / "model", args.out / "checkpoints",
                       seed=params.seed, threads=params.threads, wrap=train_wrap, tag=tag)
     model, tok = load_ctc_model(args.out / "model")
+    recalibrate(model, "decoding")
     if span is not None:
         torch.save(span.state_dict(), args.out / "span.pt")
     summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "merge": merge, "drop_rule": getattr(det, "drop_rule", None),
+               "merge": merge, "drop_rule": getattr(det, "drop_rule", None), "rechosen_thresholds": chosen,
                "train": result["metrics"], "splits": {}}
     for split in ("dev", *s.eval_splits):
         net = wrap(model)

@@ -256,3 +256,19 @@ def test_ratio_ramp_raises_the_drop_ratio_in_equal_stages_then_holds_it():
     ramp = RatioRamp([Stage(0.1), Stage(0.2), Stage(0.3)], ramp_calls=6)
     assert [ramp() for _ in range(9)] == [0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3]
     assert [p for p in ramp.parameters()] == list(shared.parameters())  # the one model is what trains
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--method", "uniform", "--ratio", "0.3", "--rechoose"], "apply to salad_<source> methods"),
+    (["--method", "salad_ctc", "--ratio", "0.3", "--rechoose", "--quota"], "--rechoose re-chooses"),
+    (["--method", "salad_ctc", "--ratio", "0.3", "--rechoose", "--ramp", "0.5"], "--rechoose re-chooses"),
+    (["--method", "salad_ctc", "--ratio", "0.3", "--recipe", "adapt"], "invalid choice: 'adapt'"),
+])
+def test_salad_pilot_refuses_conflicting_policies(monkeypatch, capsys, tmp_path, argv, message):
+    import salad_pilot
+
+    monkeypatch.setattr(sys, "argv", ["salad_pilot.py", *argv, "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as err:
+        salad_pilot.main()
+    assert err.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
