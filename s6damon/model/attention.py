@@ -16,6 +16,8 @@ from typing import Iterator
 
 from torch import nn
 
+from s6damon.model.factory import unwrap
+
 KERNELS = ("sdpa", "eager")
 
 
@@ -28,7 +30,7 @@ def attention_kernel(model: nn.Module, kernel: str) -> Iterator[None]:
     """
     if kernel not in KERNELS:
         raise ValueError(f"attention kernel must be one of {KERNELS}, got {kernel!r}")
-    cfg = getattr(model, "module", model).config
+    cfg = unwrap(model).config
     saved = cfg._attn_implementation
     cfg._attn_implementation = kernel
     try:

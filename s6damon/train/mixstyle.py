@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from s6damon.config.model import MixStyleParams
+from s6damon.model.factory import unwrap
 from s6damon.model.frames import layer_frames
 
 
@@ -72,7 +73,7 @@ class MixStyle:
     @classmethod
     def for_model(cls, p: MixStyleParams, model: torch.nn.Module) -> MixStyle:
         """Hooks on the conv encoder of a Hugging Face wav2vec2/HuBERT CTC model."""
-        base = getattr(model, "module", model).base_model
+        base = unwrap(model).base_model
         cfg = base.config
         return cls(p, base.feature_extractor.conv_layers, cfg.conv_kernel, cfg.conv_stride)
 
