@@ -225,15 +225,15 @@ def main() -> None:
         thresholds.update(rechoose_thresholds(load_ctc_model(FINETUNED)[0].eval(), det, dev,
                                               need, args.rule or det.drop_rule))
 
+    chosen: dict[str, float] = {}  # --rechoose: the threshold for training and for decoding
+
     def recalibrate(model: torch.nn.Module, when: str) -> None:
         # the detector reads the conv features of the model it runs with: the threshold that
         # drops `ratio` of dev tokens moves when those features are not the finetuned model's
-        if args.rechoose:
-            print(f"threshold {when}:", end=" ")
-            thresholds.update(rechoose_thresholds(model.eval(), det, dev, [args.ratio], det.drop_rule))
-            chosen[when] = thresholds[float(args.ratio)]
+        print(f"threshold {when}:", end=" ")
+        thresholds.update(rechoose_thresholds(model.eval(), det, dev, [args.ratio], det.drop_rule))
+        chosen[when] = thresholds[float(args.ratio)]
 
-    chosen: dict[str, float] = {}
     if args.rechoose:
         recalibrate(load_ctc_model(args.init)[0], "training")
 
@@ -264,7 +264,8 @@ def main() -> None:
     result = finetune(args.init, params.model, recipe, train, None, args.out / "model", args.out / "checkpoints",
                       seed=params.seed, threads=params.threads, wrap=train_wrap, tag=tag)
     model, tok = load_ctc_model(args.out / "model")
-    recalibrate(model, "decoding")
+    if args.rechoose:
+        recalibrate(model, "decoding")
     if span is not None:
         torch.save(span.state_dict(), args.out / "span.pt")
     summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
