@@ -63,6 +63,9 @@ class Params:
             raise ParamsError("params: 'salad.finetune.feature_cache' needs 'salad.finetune.distill_weight' 0: "
                               "the teacher reads each step's waveforms")
         for section in ("salad", "safari"):
+            if getattr(self, section).finetune.token_merge_ratio > 0:
+                raise ParamsError(f"params: '{section}.finetune.token_merge_ratio' must be 0: token merging is for "
+                                  f"the finetune stage ({section}'s runs choose their own tokens or masks)")
             if getattr(self, section).finetune.interctc_weight > 0:
                 raise ParamsError(f"params: '{section}.finetune.interctc_weight' must be 0: intermediate CTC is "
                                   f"for the finetune stage ({section}'s runs reshape or mask the layers it reads)")
@@ -70,6 +73,9 @@ class Params:
                                 ("safari.finetune", self.safari.finetune)):
             self._check_mixstyle(section, recipe)
         ft = self.finetune
+        if ft.token_merge_ratio > 0 and (ft.feature_cache or ft.interctc_weight > 0):
+            raise ParamsError("params: 'finetune.token_merge_ratio' > 0 needs 'finetune.feature_cache' false and "
+                              "'finetune.interctc_weight' 0 (both read the unmerged sequence)")
         if ft.interctc_weight > 0:
             if ft.feature_cache:
                 raise ParamsError("params: 'finetune.interctc_weight' > 0 needs 'finetune.feature_cache' false")

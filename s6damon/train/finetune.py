@@ -30,6 +30,7 @@ from s6damon.train.interctc import check_layers, interctc_loss
 from s6damon.train.loop import Hook, LoopConfig, run_loop
 from s6damon.train.mixstyle import MixStyle
 from s6damon.train.precision import autocast, training_forward
+from s6damon.train.token_merge import TokenMergeSchedule, merge_steps
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,9 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             check_layers(p.interctc_layers, model.config.num_hidden_layers)
         except ValueError as err:
             raise ValueError(f"finetune.interctc_layers: {err}") from err
+    if p.token_merge_ratio > 0 and (wrap is not None or p.feature_cache or p.interctc_weight > 0):
+        raise ValueError("finetune: token_merge_ratio > 0 trains the plain CTC model on waveforms "
+                         "(no wrap, feature cache or intermediate CTC)")
     fp = ck.fingerprint("finetune", str(init or ""), dataclasses.asdict(m), dataclasses.asdict(p), seed,
                         list(train["path"]), list(train["text"]), env.world_size, tag,
                         str(teacher) if teacher_net is not None else "", precision)
@@ -211,6 +215,10 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
              if p.feature_cache else None)
     decoder = wrap(model) if wrap is not None else model  # reads waveforms: evaluation
     net = FeatureInputCTC(decoder) if cache is not None else decoder  # trained
+    # token merging trains a schedule around the model; evaluation and the saved model read every token
+    merging = (TokenMergeSchedule(model, p.token_merge_ratio, merge_steps(p.steps, p.token_merge_until))
+               if p.token_merge_ratio > 0 else None)
+    net = merging if merging is not None else net
     averager = WeightAverage.from_params(p.average, p.steps)
 
     def batch_fn(rows: list[int], step: int) -> Batch | FeatureBatch:
@@ -227,11 +235,17 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
                 out = net(batch)
             return out.loss, {"loss": float(out.loss.detach())}
         set_encoder_frozen(model, encoder_frozen_at(p, step))
+        if merging is not None:
+            merging.step = step
         if mix is None:
-            return _wave_step(net, batch, step)
-        # mixing draws from a stream of its own, like augmentation
-        with mix.step(np.random.default_rng([seed, step, env.rank, 2]), batch.attention_mask.sum(-1)):
-            return _wave_step(net, batch, step)
+            loss, logs = _wave_step(net, batch, step)
+        else:
+            # mixing draws from a stream of its own, like augmentation
+            with mix.step(np.random.default_rng([seed, step, env.rank, 2]), batch.attention_mask.sum(-1)):
+                loss, logs = _wave_step(net, batch, step)
+        if merging is not None:
+            logs["token_merge"] = float(merging.merging)
+        return loss, logs
 
     def _wave_step(net: torch.nn.Module, batch: Batch, step: int):
         inputs = model_inputs(net, batch)
@@ -293,6 +307,8 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         "attention": kernel, "pos_conv": pos_conv,
         "feature_cache": cache is not None,
         "weight_average": p.average.kind, "averaged_steps": averager.count if averager is not None else 0,
+        "token_merge_ratio": p.token_merge_ratio,
+        "token_merge_steps": min(merging.until_step, p.steps) if merging is not None else 0,
     }
     if cache is not None:
         metrics.update(feature_cache_seconds=round(cache.seconds, 2), feature_cache_speeds=cache.speeds)

@@ -1,0 +1,68 @@
+"""Token merging as a training regime of CTC finetuning (``finetune.token_merge_ratio``).
+
+For the first ``token_merge_until`` of the steps the transformer reads a sequence in which
+``token_merge_ratio`` of the tokens are evenly merged into their kept neighbours (averaged;
+SALAD's uniform baseline with merging, as :func:`~s6damon.salad.methods.drop_model` builds it); for the
+rest it reads every token, so the model that is saved, exported and decoded is the plain CTC
+model. Pilots at 30 % (docs/experiments/salad.md, "Training with dropping from the start of
+finetuning") found a model merged to the end read the unseen voices better *with* merging,
+and much worse without it: the closing plain steps are what make it a drop-in model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from s6damon.model.frames import conv_layout
+from s6damon.salad.baselines import BaselinePolicy
+from s6damon.salad.dropping import TokenDropCTC
+
+
+def merge_steps(steps: int, until: float) -> int:
+    """Number of leading steps trained with merging: ``ceil(until * steps)``."""
+    return math.ceil(until * steps)
+
+
+class TokenMergeSchedule(nn.Module):
+    """A CTC model that merges tokens while :attr:`step` is below ``until_step``.
+
+    The loop sets :attr:`step` before each forward; evaluation (``eval()`` mode) always reads
+    every token, as the saved model will. The parameters are the CTC model's only.
+
+    Args:
+        model: ``Wav2Vec2ForCTC`` / ``HubertForCTC``.
+        ratio: share of tokens merged, in (0, 1).
+        until_step: first step trained without merging.
+    """
+
+    def __init__(self, model: nn.Module, ratio: float, until_step: int) -> None:
+        super().__init__()
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"token merging: ratio must be in (0, 1), got {ratio}")
+        kernel, stride = conv_layout(model.config)
+        self.merger = TokenDropCTC(model, policy=BaselinePolicy("uniform", ratio, kernel, stride), merge=True)
+        self.until_step = until_step
+        self.step = 0
+
+    @property
+    def model(self) -> nn.Module:
+        """The wrapped CTC model (what is saved)."""
+        return self.merger.model
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def merging(self) -> bool:
+        """Whether the next forward merges tokens."""
+        return self.training and self.step < self.until_step
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs):
+        if self.merging:
+            return self.merger(input_values, attention_mask, labels=labels, **kwargs)
+        return self.model(input_values, attention_mask=attention_mask, labels=labels, **kwargs)
