@@ -71,6 +71,12 @@ def test_merge_steps_and_ratio_bounds():
     assert merge_steps(4000, 0.75) == 3000 and merge_steps(5, 0.5) == 3 and merge_steps(10, 0.0) == 0
     with pytest.raises(ValueError, match="ratio"):
         TokenMergeSchedule(_model(), 1.0, 1)
+    sched = TokenMergeSchedule(_model().train(), 0.3, until_step=5, every=2)
+    merged = []
+    for step in range(7):
+        sched.step = step
+        merged.append(sched.merging)
+    assert merged == [True, False, True, False, True, False, False]
 
 
 def test_finetune_merges_for_the_first_steps_then_saves_the_plain_model(tmp_path):
@@ -84,6 +90,10 @@ def test_finetune_merges_for_the_first_steps_then_saves_the_plain_model(tmp_path
     assert res["metrics"]["token_merge_steps"] == 2 and res["metrics"]["token_merge_ratio"] == 0.3
     model, _ = load_ctc_model(tmp_path / "model")  # a plain CTC checkpoint
     assert type(model).__name__.endswith("ForCTC")
+    alt = dataclasses.replace(p, token_merge_until=1.0, token_merge_every=2)
+    res = finetune(None, m, alt, train, None, tmp_path / "alt", tmp_path / "ckpt_alt", seed=0, threads=1)
+    assert [h["token_merge"] for h in res["history"] if "token_merge" in h] == [1.0, 0.0, 1.0, 0.0]
+    assert res["metrics"]["token_merge_steps"] == 2
     # merging and a wrapped model (SALAD's own dropping, SAFARI's masks) do not combine
     with pytest.raises(ValueError, match="token_merge_ratio"):
         finetune(None, m, p, train, None, tmp_path / "m2", tmp_path / "c2", seed=0, threads=1, wrap=lambda net: net)

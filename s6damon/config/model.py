@@ -240,6 +240,9 @@ class FinetuneParams:
         help="share of the steps, from the first, trained with token_merge_ratio's merging; the rest trains on "
              "every token, so the saved model is read without merging (a model trained with merging to the end "
              "reads unmerged input much worse: test WER 0.70-0.75 against 0.49-0.51 merged, three seeds)")
+    token_merge_every: int = param(
+        1, minimum=1, help="within token_merge_until, merge on one step in this many (2 = merged and plain steps "
+                           "alternate, so the model learns to read both)")
     augment: AugmentParams = param(AugmentParams(), help="waveform augmentation of the training utterances "
                                                          "(random equaliser, coloured noise); off by default")
     mixstyle: MixStyleParams = param(MixStyleParams(), help="MixStyle in the conv feature encoder (mixing "

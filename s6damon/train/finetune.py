@@ -216,8 +216,8 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     decoder = wrap(model) if wrap is not None else model  # reads waveforms: evaluation
     net = FeatureInputCTC(decoder) if cache is not None else decoder  # trained
     # token merging trains a schedule around the model; evaluation and the saved model read every token
-    merging = (TokenMergeSchedule(model, p.token_merge_ratio, merge_steps(p.steps, p.token_merge_until))
-               if p.token_merge_ratio > 0 else None)
+    merging = (TokenMergeSchedule(model, p.token_merge_ratio, merge_steps(p.steps, p.token_merge_until),
+                                  p.token_merge_every) if p.token_merge_ratio > 0 else None)
     net = merging if merging is not None else net
     averager = WeightAverage.from_params(p.average, p.steps)
 
@@ -308,7 +308,8 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         "feature_cache": cache is not None,
         "weight_average": p.average.kind, "averaged_steps": averager.count if averager is not None else 0,
         "token_merge_ratio": p.token_merge_ratio,
-        "token_merge_steps": min(merging.until_step, p.steps) if merging is not None else 0,
+        "token_merge_steps": (len(range(0, min(merging.until_step, p.steps), merging.every))
+                              if merging is not None else 0),
     }
     if cache is not None:
         metrics.update(feature_cache_seconds=round(cache.seconds, 2), feature_cache_speeds=cache.speeds)

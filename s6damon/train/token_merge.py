@@ -22,12 +22,13 @@ from s6damon.salad.dropping import TokenDropCTC
 
 
 def merge_steps(steps: int, until: float) -> int:
-    """Number of leading steps trained with merging: ``ceil(until * steps)``."""
+    """First step of the unmerged rest: ``ceil(until * steps)``."""
     return math.ceil(until * steps)
 
 
 class TokenMergeSchedule(nn.Module):
-    """A CTC model that merges tokens while :attr:`step` is below ``until_step``.
+    """A CTC model that merges tokens on every ``every``-th step while :attr:`step` is below
+    ``until_step``.
 
     The loop sets :attr:`step` before each forward; evaluation (``eval()`` mode) always reads
     every token, as the saved model will. The parameters are the CTC model's only.
@@ -35,16 +36,20 @@ class TokenMergeSchedule(nn.Module):
     Args:
         model: ``Wav2Vec2ForCTC`` / ``HubertForCTC``.
         ratio: share of tokens merged, in (0, 1).
-        until_step: first step trained without merging.
+        until_step: first step of the unmerged rest.
+        every: merge on steps ``0, every, 2 * every, ...`` before ``until_step``; 2 alternates
+            merged and plain steps, so the model learns to read both.
     """
 
-    def __init__(self, model: nn.Module, ratio: float, until_step: int) -> None:
+    def __init__(self, model: nn.Module, ratio: float, until_step: int, every: int = 1) -> None:
         super().__init__()
         if not 0.0 < ratio < 1.0:
             raise ValueError(f"token merging: ratio must be in (0, 1), got {ratio}")
+        if every < 1:
+            raise ValueError(f"token merging: every must be at least 1, got {every}")
         kernel, stride = conv_layout(model.config)
         self.merger = TokenDropCTC(model, policy=BaselinePolicy("uniform", ratio, kernel, stride), merge=True)
-        self.until_step = until_step
+        self.until_step, self.every = until_step, every
         self.step = 0
 
     @property
@@ -59,7 +64,7 @@ class TokenMergeSchedule(nn.Module):
     @property
     def merging(self) -> bool:
         """Whether the next forward merges tokens."""
-        return self.training and self.step < self.until_step
+        return self.training and self.step < self.until_step and self.step % self.every == 0
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **kwargs):
