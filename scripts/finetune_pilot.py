@@ -18,6 +18,14 @@ Usage::
     .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_b --threads 1 --set interctc_weight=0.3 &
     # the finetune stage's from-scratch control under the same recipe
     .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_scratch --init scratch
+    # no training: score a saved CTC model, also with 30 % of its tokens evenly merged
+    .venv/bin/python scripts/finetune_pilot.py --out /tmp/pilot_merged --score /tmp/pilot_a/model \
+        --decode-merge 0.3 --against /tmp/pilot_default
+
+``--decode-merge R`` (repeatable) also scores the model with ``R`` of the tokens evenly merged
+into their kept neighbours before the transformer (SALAD's uniform baseline with merging; the
+input a model trained with ``finetune.token_merge_ratio`` to the end reads), into
+``<out>/merge_<R>/``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,6 +48,7 @@ from s6damon.config import load_params  # noqa: E402
 from s6damon.config.model import AverageParams, FinetuneParams, ModelParams  # noqa: E402
 from s6damon.config.schema import ParamsError, build, to_dict  # noqa: E402
 from s6damon.model.factory import load_ctc_model  # noqa: E402
+from s6damon.salad.methods import drop_model  # noqa: E402
 from s6damon.train.evaluate import paired_bootstrap, score, transcribe  # noqa: E402
 from s6damon.train.averaging import WeightAverage  # noqa: E402
 from s6damon.train.finetune import finetune  # noqa: E402
@@ -94,6 +104,10 @@ def main() -> None:
                     help="torch threads (default: params threads); 1 to run two pilots side by side")
     ap.add_argument("--against", type=Path, default=None, help="another pilot folder to compare with")
     ap.add_argument("--device", default=None, help="model.device override: cpu, cuda or auto")
+    ap.add_argument("--score", type=Path, default=None, metavar="MODEL_DIR",
+                    help="no training: score this saved CTC model folder")
+    ap.add_argument("--decode-merge", type=float, action="append", default=[], metavar="RATIO",
+                    help="also score with this share of the tokens evenly merged (in (0, 1))")
     ap.add_argument("--also-average", action="append", default=[], metavar="KIND:START[:DECAY]",
                     help="also keep this weight average during the run and score it beside the saved model "
                          "(ema:0.5:0.999, uniform:0.75: averaging from half / three quarters of the steps); "
@@ -101,6 +115,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads is not None and args.threads < 1:
         ap.error(f"--threads must be at least 1, got {args.threads}")
+    if any(not 0.0 < r < 1.0 for r in args.decode_merge):
+        ap.error(f"--decode-merge ratios must lie in (0, 1), got {args.decode_merge}")
+    if args.score is not None and (args.set or args.also_average or args.init != "models/pretrained"):
+        ap.error("--score trains nothing: not with --set, --also-average or --init")
 
     params = load_params(args.params)
     init, recipe = start(args.init, override(params.finetune, args.set))
@@ -113,20 +131,35 @@ def main() -> None:
             extra[name] = average_hook(spec, recipe.steps, name)
         except ValueError as err:
             ap.error(str(err))
-    train, evals = io.read_parquet(args.train), io.read_parquet(args.eval)
-    train = train[train["split"] == "train"]
-    res = finetune(init, model_params, recipe, train, evals[evals["split"] == "dev"],
-                   args.out / "model", args.out / "ckpt", seed,
-                   params.threads if args.threads is None else args.threads, hooks=list(extra.values()))
-    model, tokenizer = load_ctc_model(args.out / "model")
-    summary: dict = {"init": str(args.init), "train_manifest": str(args.train), "overrides": args.set,
-                     "seed": seed, "device": model_params.device, "train": res["metrics"]}
+    threads = params.threads if args.threads is None else args.threads
+    evals = io.read_parquet(args.eval)
+    if args.score is None:
+        train = io.read_parquet(args.train)
+        train = train[train["split"] == "train"]
+        res = finetune(init, model_params, recipe, train, evals[evals["split"] == "dev"],
+                       args.out / "model", args.out / "ckpt", seed, threads, hooks=list(extra.values()))
+        model_dir, trained = args.out / "model", res["metrics"]
+    else:
+        torch.set_num_threads(threads)
+        model_dir, trained = args.score, None
+    model, tokenizer = load_ctc_model(model_dir)
+    summary: dict = {"init": str(args.score or args.init), "train_manifest": str(args.train), "overrides": args.set,
+                     "seed": seed, "device": model_params.device, "train": trained}
     for split in SPLITS:
         rows = evals[evals["split"] == split]
         if rows.empty:
             continue
         summary[split] = score_split(model, tokenizer, rows, split, args.out, args.against)[1]
         print(split, json.dumps(summary[split]))
+    for ratio in args.decode_merge:
+        name = f"merge_{ratio:g}"
+        merged = merged_reader(model, ratio)
+        summary[name] = {}
+        for split in SPLITS:
+            rows = evals[evals["split"] == split]
+            if not rows.empty:
+                summary[name][split] = score_split(merged, tokenizer, rows, split, args.out / name, args.against)[1]
+                print(name, split, json.dumps(summary[name][split]))
     for name, hook in extra.items():
         # the saved model with this average's weights in (a plain CTC run: the trained module is
         # the saved model, so the names match); its own weights are back for the next average
@@ -138,6 +171,11 @@ def main() -> None:
                     summary[name][split] = score_split(model, tokenizer, rows, split, args.out / name)[1]
                     print(name, split, json.dumps(summary[name][split]))
     io.write_json(args.out / "summary.json", summary)
+
+
+def merged_reader(model: torch.nn.Module, ratio: float) -> torch.nn.Module:
+    """``model`` reading ``ratio`` of its tokens evenly merged into their kept neighbours."""
+    return drop_model(model, "uniform", ratio, merge=True).eval()
 
 
 def average_hook(spec: str, steps: int, key: str) -> WeightAverage:

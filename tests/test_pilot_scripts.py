@@ -272,3 +272,35 @@ def test_salad_pilot_refuses_conflicting_policies(monkeypatch, capsys, tmp_path,
         salad_pilot.main()
     assert err.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--decode-merge", "1.0"], "--decode-merge ratios must lie in (0, 1)"),
+    (["--score", "m", "--set", "steps=5"], "--score trains nothing"),
+    (["--score", "m", "--init", "scratch"], "--score trains nothing"),
+])
+def test_finetune_pilot_refuses_conflicting_flags(monkeypatch, capsys, tmp_path, argv, message):
+    import finetune_pilot
+
+    monkeypatch.setattr(sys, "argv", ["finetune_pilot.py", *argv, "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as err:
+        finetune_pilot.main()
+    assert err.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_finetune_pilot_merged_reader_reads_the_evenly_merged_sequence():
+    from finetune_pilot import merged_reader
+
+    from s6damon.model.factory import build_ctc_model
+    from s6damon.salad.baselines import n_keep
+
+    torch.manual_seed(0)
+    model = build_ctc_model(ModelParams(num_layers=1, hidden_size=32, num_heads=2, intermediate_size=64,
+                                        conv_dim=[8] * 7))
+    reader = merged_reader(model, 0.3)
+    assert not reader.training
+    with torch.no_grad():
+        full = model.eval()(torch.randn(1, 16000)).logits.shape[1]
+        out = reader(torch.randn(1, 16000))
+    assert out.lengths.tolist() == [n_keep(full, 0.3, 1)] and out.lengths[0] < full
