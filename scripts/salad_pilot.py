@@ -13,7 +13,7 @@ is one keep policy at one drop ratio:
   tokens go;
 - ``--rule threshold|alternate`` (SALAD): the stage's one global threshold under another
   drop rule than the detector file's (``alternate``: never two neighbours dropped); the
-  threshold is re-chosen on dev for ``ratio``;
+  threshold is re-chosen on dev for ``ratio``, on the conv features of ``--init``'s model;
 - ``--merge`` / ``--no-merge``: average dropped tokens into the kept ones, or discard them
   (default: ``salad.merge_dropped``);
 - ``--span K``: add to each kept token a learned vector for the number of frames it stands
@@ -21,7 +21,7 @@ is one keep policy at one drop ratio:
 - ``--ramp F``: a drop-ratio curriculum in training — the ratio rises in ``--ramp-stages``
   equal steps (``ratio/K, 2·ratio/K, …``) over the first ``F`` of the training steps and
   stays at ``ratio`` after (SALAD's threshold for each stage chosen on dev under the
-  detector's drop rule); decoding drops at ``ratio``;
+  detector's drop rule, on ``--init``'s conv features); decoding drops at ``ratio``;
 - ``--recipe finetune --init models/pretrained``: drop from the start of CTC finetuning instead
   of in an adaptation of the finetuned model — the finetune stage's recipe (``finetune``: its
   steps, learning rate, trainable conv encoder) from the SSL checkpoint; compare with a
@@ -222,7 +222,8 @@ def main() -> None:
     need = train_ratios if args.rule else ramp
     dev = manifest[manifest["split"] == "dev"].reset_index(drop=True)
     if det is not None and need:
-        thresholds.update(rechoose_thresholds(load_ctc_model(FINETUNED)[0].eval(), det, dev,
+        # on the conv features of the model training starts from (the finetuned model unless --init)
+        thresholds.update(rechoose_thresholds(load_ctc_model(args.init)[0].eval(), det, dev,
                                               need, args.rule or det.drop_rule))
 
     chosen: dict[str, float] = {}  # --rechoose: the threshold for training and for decoding
