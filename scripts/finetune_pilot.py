@@ -145,32 +145,32 @@ def main() -> None:
     model, tokenizer = load_ctc_model(model_dir)
     summary: dict = {"init": str(args.score or args.init), "train_manifest": str(args.train), "overrides": args.set,
                      "seed": seed, "device": model_params.device, "train": trained}
+    summary.update(score_splits(model, tokenizer, evals, args.out, args.against))
+    for ratio in args.decode_merge:
+        name = f"merge_{ratio:g}"
+        summary[name] = score_splits(merged_reader(model, ratio), tokenizer, evals, args.out / name, args.against,
+                                     label=name)
+    for name, hook in extra.items():
+        # the saved model with this average's weights in (a plain CTC run: the trained module is
+        # the saved model, so the names match); its own weights are back for the next average
+        with hook.applied(model):
+            summary[name] = {"averaged_steps": hook.count,
+                             **score_splits(model, tokenizer, evals, args.out / name, label=name)}
+    io.write_json(args.out / "summary.json", summary)
+
+
+def score_splits(model, tokenizer, evals: pd.DataFrame, out: Path, against: Path | None = None,
+                 label: str = "") -> dict[str, dict]:
+    """:func:`score_split` on each of :data:`SPLITS` that ``evals`` has, printed as it goes
+    (prefixed with ``label``); returns the scores by split."""
+    scores = {}
     for split in SPLITS:
         rows = evals[evals["split"] == split]
         if rows.empty:
             continue
-        summary[split] = score_split(model, tokenizer, rows, split, args.out, args.against)[1]
-        print(split, json.dumps(summary[split]))
-    for ratio in args.decode_merge:
-        name = f"merge_{ratio:g}"
-        merged = merged_reader(model, ratio)
-        summary[name] = {}
-        for split in SPLITS:
-            rows = evals[evals["split"] == split]
-            if not rows.empty:
-                summary[name][split] = score_split(merged, tokenizer, rows, split, args.out / name, args.against)[1]
-                print(name, split, json.dumps(summary[name][split]))
-    for name, hook in extra.items():
-        # the saved model with this average's weights in (a plain CTC run: the trained module is
-        # the saved model, so the names match); its own weights are back for the next average
-        summary[name] = {"averaged_steps": hook.count}
-        with hook.applied(model):
-            for split in SPLITS:
-                rows = evals[evals["split"] == split]
-                if not rows.empty:
-                    summary[name][split] = score_split(model, tokenizer, rows, split, args.out / name)[1]
-                    print(name, split, json.dumps(summary[name][split]))
-    io.write_json(args.out / "summary.json", summary)
+        scores[split] = score_split(model, tokenizer, rows, split, out, against)[1]
+        print(*([label] if label else []), split, json.dumps(scores[split]))
+    return scores
 
 
 def merged_reader(model: torch.nn.Module, ratio: float) -> torch.nn.Module:

@@ -19,6 +19,17 @@ from s6damon.config import ParamsError  # noqa: E402
 from s6damon.config.model import FinetuneParams, ModelParams, PretrainParams  # noqa: E402
 
 
+def assert_refused(script: str, argv: list[str], message: str, monkeypatch, capsys, tmp_path) -> None:
+    """``scripts/<script>.py argv --out <tmp>`` exits with a usage error (code 2) whose text holds
+    ``message``, before writing any output."""
+    module = __import__(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv, "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as err:
+        module.main()
+    assert err.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any training or output
+
+
 def test_override_validates_and_names_the_section():
     assert override(PretrainParams(), ["steps=7"], "pretrain").steps == 7
     assert override(FinetuneParams(), ["learning_rate=0.5"]).learning_rate == 0.5
@@ -204,13 +215,7 @@ def test_running_copies_correct_each_utterance_by_its_speakers_mean_so_far(tmp_p
     (["--method", "dense", "--level", "0.5"], "--level 0 is the dense run"),
 ])
 def test_safari_pilot_refuses_runs_the_stage_would_not_make(monkeypatch, capsys, tmp_path, argv, message):
-    import safari_pilot
-
-    monkeypatch.setattr(sys, "argv", ["safari_pilot.py", *argv, "--out", str(tmp_path / "out")])
-    with pytest.raises(SystemExit) as err:
-        safari_pilot.main()
-    assert err.value.code == 2 and message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()  # refused before any training or output
+    assert_refused("safari_pilot", argv, message, monkeypatch, capsys, tmp_path)
 
 
 def test_finetune_pilot_scratch_is_the_stages_random_init_control():
@@ -265,13 +270,7 @@ def test_ratio_ramp_raises_the_drop_ratio_in_equal_stages_then_holds_it():
     (["--method", "salad_ctc", "--ratio", "0.3", "--recipe", "adapt"], "invalid choice: 'adapt'"),
 ])
 def test_salad_pilot_refuses_conflicting_policies(monkeypatch, capsys, tmp_path, argv, message):
-    import salad_pilot
-
-    monkeypatch.setattr(sys, "argv", ["salad_pilot.py", *argv, "--out", str(tmp_path / "out")])
-    with pytest.raises(SystemExit) as err:
-        salad_pilot.main()
-    assert err.value.code == 2 and message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert_refused("salad_pilot", argv, message, monkeypatch, capsys, tmp_path)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -280,13 +279,7 @@ def test_salad_pilot_refuses_conflicting_policies(monkeypatch, capsys, tmp_path,
     (["--score", "m", "--init", "scratch"], "--score trains nothing"),
 ])
 def test_finetune_pilot_refuses_conflicting_flags(monkeypatch, capsys, tmp_path, argv, message):
-    import finetune_pilot
-
-    monkeypatch.setattr(sys, "argv", ["finetune_pilot.py", *argv, "--out", str(tmp_path / "out")])
-    with pytest.raises(SystemExit) as err:
-        finetune_pilot.main()
-    assert err.value.code == 2 and message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert_refused("finetune_pilot", argv, message, monkeypatch, capsys, tmp_path)
 
 
 def test_finetune_pilot_merged_reader_reads_the_evenly_merged_sequence():

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from s6damon.model.frames import frame_energy
+from s6damon.model.frames import conv_layout, frame_energy
 
 BASELINES = ("none", "uniform", "random", "energy")
 
@@ -165,6 +165,12 @@ class BaselinePolicy:
         self.conv_kernel, self.conv_stride = list(conv_kernel), list(conv_stride)
         self.calls = 0
         self.training = True
+
+    @classmethod
+    def for_model(cls, method: str, drop_ratio: float, config, seed: int = 0) -> "BaselinePolicy":
+        """The policy for a model with this HF ``config`` (its conv layout read from it)."""
+        kernel, stride = conv_layout(config)
+        return cls(method, drop_ratio, kernel, stride, seed=seed)
 
     def __call__(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None,
                  frame_lengths: torch.Tensor, T: int) -> torch.Tensor:

@@ -45,8 +45,7 @@ def drop_model(model: nn.Module, method: str, drop_ratio: float, *, detector: Sa
         if detector is None or threshold is None:
             raise ValueError(f"{method} needs a detector and its threshold")
         return TokenDropCTC(model, detector=detector, threshold=threshold, merge=merge)
-    kernel, stride = conv_layout(model.config)
-    return TokenDropCTC(model, policy=BaselinePolicy(method, drop_ratio, kernel, stride, seed=seed), merge=merge)
+    return TokenDropCTC(model, policy=BaselinePolicy.for_model(method, drop_ratio, model.config, seed=seed), merge=merge)
 
 
 class RatioCycle(nn.Module):

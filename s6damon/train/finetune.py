@@ -308,8 +308,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         "feature_cache": cache is not None,
         "weight_average": p.average.kind, "averaged_steps": averager.count if averager is not None else 0,
         "token_merge_ratio": p.token_merge_ratio,
-        "token_merge_steps": (len(range(0, min(merging.until_step, p.steps), merging.every))
-                              if merging is not None else 0),
+        "token_merge_steps": merging.merged_steps(p.steps) if merging is not None else 0,
     }
     if cache is not None:
         metrics.update(feature_cache_seconds=round(cache.seconds, 2), feature_cache_speeds=cache.speeds)

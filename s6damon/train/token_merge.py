@@ -16,7 +16,6 @@ import math
 import torch
 from torch import nn
 
-from s6damon.model.frames import conv_layout
 from s6damon.salad.baselines import BaselinePolicy
 from s6damon.salad.dropping import TokenDropCTC
 
@@ -47,8 +46,7 @@ class TokenMergeSchedule(nn.Module):
             raise ValueError(f"token merging: ratio must be in (0, 1), got {ratio}")
         if every < 1:
             raise ValueError(f"token merging: every must be at least 1, got {every}")
-        kernel, stride = conv_layout(model.config)
-        self.merger = TokenDropCTC(model, policy=BaselinePolicy("uniform", ratio, kernel, stride), merge=True)
+        self.merger = TokenDropCTC(model, policy=BaselinePolicy.for_model("uniform", ratio, model.config), merge=True)
         self.until_step, self.every = until_step, every
         self.step = 0
 
@@ -59,12 +57,21 @@ class TokenMergeSchedule(nn.Module):
 
     @property
     def config(self):
+        """The CTC model's config (what the loop's input helpers read)."""
         return self.model.config
+
+    def merges_at(self, step: int) -> bool:
+        """Whether training step ``step`` (0-based) merges tokens."""
+        return step < self.until_step and step % self.every == 0
+
+    def merged_steps(self, steps: int) -> int:
+        """How many of ``steps`` training steps merge tokens."""
+        return len(range(0, min(self.until_step, steps), self.every))
 
     @property
     def merging(self) -> bool:
         """Whether the next forward merges tokens."""
-        return self.training and self.step < self.until_step and self.step % self.every == 0
+        return self.training and self.merges_at(self.step)
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **kwargs):
