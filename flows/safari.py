@@ -53,7 +53,7 @@ def start_model(sp) -> Path | None:
 
 def teacher_model(sp) -> Path | None:
     """The distillation teacher of a run's settings (the finetuned model), or None without distillation."""
-    return FINETUNED if sp.finetune.distill_weight > 0 else None
+    return FINETUNED if sp.finetune.distills else None
 
 
 def _train(method: str, level: float, init, base, params, manifest: Path) -> dict[str, Any]:

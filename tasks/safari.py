@@ -48,7 +48,7 @@ def train_run(method: str, level: float, init: Path | None, base: dict[str, Path
         base: the run this one continues from — the ``dense`` result for ``omp``, the
             ``parp_structured`` result for ``parp_masked_finetune``: ``{"model_dir": Path,
             "mask_path": Path}`` (file contents are part of the cache key).
-        teacher: the model every run distils from (``safari.finetune.distill_weight > 0``):
+        teacher: the model every run distils from (``safari.finetune.distills``):
             the finetuned dense model, whatever the run starts from.
         isolate: train in a process of its own (:mod:`tasks.concurrency`).
     """

@@ -41,6 +41,9 @@ def test_shipped_profiles_are_valid_and_complete(name):
         ({"salad": {"finetune": {"steps": 10, "freeze_feature_encoder_steps": 5}}},
          "salad.finetune.freeze_feature_encoder_steps"),
         ({"finetune": {"distill_weight": 1.0}}, "finetune.distill_weight"),  # no teacher there
+        ({"finetune": {"distill_hidden_weight": 1.0}}, "finetune.distill_hidden_weight"),  # nor here
+        ({"salad": {"finetune": {"distill_hidden_weight": 1.0}}}, "salad.finetune.distill_hidden_weight"),
+        ({"safari": {"finetune": {"distill_hidden_weight": -1.0}}}, "safari.finetune.distill_hidden_weight"),
         ({"finetune": {"feature_cache": True, "freeze_feature_encoder_steps": 0}}, "finetune.feature_cache"),
         ({"safari": {"finetune": {"feature_cache": True}}}, "safari.finetune.feature_cache"),
         ({"salad": {"finetune": {"feature_cache": True, "distill_weight": 1.0}}}, "salad.finetune.feature_cache"),

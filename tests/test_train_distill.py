@@ -1,9 +1,10 @@
-"""Frame-level distillation from a frozen teacher: target frames of dropped tokens, the loss,
-and finetuning with it (plain, token-dropped and masked students)."""
+"""Distillation from a frozen teacher: target frames of dropped tokens, the frame-level and
+layer-to-layer losses, and finetuning with them (plain, token-dropped and masked students)."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,7 +14,7 @@ import torch
 
 from s6damon.pruning import StructuredMask, apply_masks
 from s6damon.salad.dropping import TokenDropCTC
-from s6damon.train.distill import distill_loss, segment_frames
+from s6damon.train.distill import distill_loss, hidden_distill_loss, segment_frames
 from s6damon.train.finetune import finetune
 from _train_fixtures import make_manifest, tiny_params
 
@@ -67,6 +68,20 @@ def test_distill_loss_is_zero_at_the_teacher_and_ignores_padding():
     assert float(distill_loss(gathered, torch.ones(2, 2, dtype=torch.bool), teacher, frames)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_hidden_distill_loss_is_its_floor_at_the_teacher_ignores_padding_and_needs_equal_depth():
+    teacher = [torch.randn(2, 6, 8) for _ in range(3)]
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    floor = math.log1p(math.exp(-1.0))  # -log sigmoid(1): cosine 1, L1 0
+    assert float(hidden_distill_loss([t.clone() for t in teacher], teacher, mask)) == pytest.approx(floor, abs=1e-5)
+    student = [t.clone() for t in teacher]
+    student[2][1, 4:] = torch.randn(2, 8) * 10  # padding differs: still the floor
+    assert float(hidden_distill_loss(student, teacher, mask)) == pytest.approx(floor, abs=1e-5)
+    student[1][0, 0] = -teacher[1][0, 0]  # one real frame of one layer reversed: L1 and cosine both grow
+    assert float(hidden_distill_loss(student, teacher, mask)) > floor + 0.05
+    with pytest.raises(ValueError, match="same depth"):
+        hidden_distill_loss(student[:2], teacher, mask)
+
+
 def _run(tmp_path, name, p, df, init, **kw):
     m, _, _ = tiny_params()
     return finetune(init, m, p, df, None, tmp_path / name, tmp_path / f"ck_{name}", seed=4, threads=1, **kw)
@@ -104,3 +119,28 @@ def test_finetune_with_distillation_logs_both_losses_for_plain_dropped_and_maske
     # weight 0 (the default): no teacher is loaded and only the CTC loss is logged
     off = _run(tmp_path, "off", dataclasses.replace(p, steps=2, eval_every=100), df, teacher)
     assert all("distill_loss" not in e for e in off["history"])
+
+
+def test_finetune_with_layer_distillation_trains_a_masked_student_and_refuses_a_dropped_one(tmp_path):
+    m, _, p = tiny_params()
+    df = make_manifest(tmp_path / "wav", 6)
+    _run(tmp_path, "teacher", dataclasses.replace(p, steps=2, eval_every=100), df, None)
+    teacher = tmp_path / "teacher"
+    hd = dataclasses.replace(p, steps=2, eval_every=100, distill_hidden_weight=0.5)
+
+    def masked(model):
+        mask = StructuredMask.full(model)
+        mask.heads[0][0] = False
+        mask.neurons[0][mask.neurons[0].numel() // 2 :] = False
+        return apply_masks(model, mask)
+
+    res = _run(tmp_path, "masked", hd, df, teacher, wrap=masked)
+    h = [e for e in res["history"] if "distill_hidden_loss" in e]
+    assert h, "no layer distillation loss logged"
+    for e in h:
+        assert e["distill_hidden_loss"] > math.log1p(math.exp(-1.0))  # the mask moved the layers off the teacher
+        assert "distill_loss" not in e  # the frame-level term stays off
+        assert e["loss"] == pytest.approx(e["ctc_loss"] + 0.5 * e["distill_hidden_loss"], rel=1e-4)
+    with pytest.raises(ValueError, match="one frame grid"):
+        _run(tmp_path, "dropped", hd, df, teacher,
+             wrap=lambda model: TokenDropCTC(model, policy=lambda x, a, n, T: torch.arange(T)[None].expand(len(n), T) % 2 == 0))

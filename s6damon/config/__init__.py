@@ -48,10 +48,14 @@ class Params:
         if self.concurrent_runs > self.threads:
             raise ParamsError(f"params: 'concurrent_runs' ({self.concurrent_runs}) must not exceed 'threads' "
                               f"({self.threads}): each run gets threads // concurrent_runs torch threads")
-        if self.finetune.distill_weight > 0:
-            # the finetune stage trains the dense model that salad/safari distil from
-            raise ParamsError("params: 'finetune.distill_weight' must be 0: the finetune stage has no teacher "
-                              "(distillation is for 'salad.finetune' and 'safari.finetune')")
+        for key in ("distill_weight", "distill_hidden_weight"):
+            if getattr(self.finetune, key) > 0:
+                # the finetune stage trains the dense model that salad/safari distil from
+                raise ParamsError(f"params: 'finetune.{key}' must be 0: the finetune stage has no teacher "
+                                  "(distillation is for 'salad.finetune' and 'safari.finetune')")
+        if self.salad.finetune.distill_hidden_weight > 0:
+            raise ParamsError("params: 'salad.finetune.distill_hidden_weight' must be 0: a token-dropped student's "
+                              "layers have no frame-for-frame teacher layer (use 'salad.finetune.distill_weight')")
         if self.finetune.feature_cache and self.finetune.freeze_feature_encoder_steps < self.finetune.steps:
             raise ParamsError("params: 'finetune.feature_cache' needs 'finetune.freeze_feature_encoder_steps' >= "
                               "'finetune.steps': cached features are those of a conv encoder that never changes")

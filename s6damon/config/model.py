@@ -223,6 +223,11 @@ class FinetuneParams:
         0.0, minimum=0.0, help="weight of frame-level distillation from a frozen teacher (the finetuned dense "
                                "model) added to the CTC loss; 0 = off (see s6damon/train/distill.py)")
     distill_temperature: float = param(1.0, minimum=0.1, help="softening of teacher and student distributions")
+    distill_hidden_weight: float = param(
+        0.0, minimum=0.0, help="weight of layer-to-layer distillation from the same teacher added to the loss: "
+                               "the transformer's input and every layer's output pulled to the teacher's "
+                               "(L1 + cosine distance, DistilHuBERT/DPHuBERT); 0 = off; safari.finetune only, "
+                               "where student and teacher share the frame grid (s6damon/train/distill.py)")
     interctc_weight: float = param(
         0.0, minimum=0.0, maximum=1.0,
         help="intermediate CTC: the loss is (1 - w) * CTC of the last layer + w * mean CTC of "
@@ -258,3 +263,8 @@ class FinetuneParams:
     log_every: int = param(20, minimum=1, help="steps between history entries")
     checkpoint_every: int = param(200, minimum=1, help="steps between resumable checkpoints")
     progress: bool = param(True, help="show tqdm progress bars")
+
+    @property
+    def distills(self) -> bool:
+        """Whether training reads a teacher (either distillation term on)."""
+        return self.distill_weight > 0 or self.distill_hidden_weight > 0

@@ -12,9 +12,17 @@ belong to the first); its target is the teacher's distribution at the frame of t
 segment where the teacher is least sure of blank, so a label spike anywhere in the segment
 moves onto the kept token rather than being lost. With nothing dropped this is ordinary
 frame-by-frame distillation.
+
+Layer-to-layer distillation (:func:`hidden_distill_loss`) pulls the student's transformer
+input and each layer's output to the teacher's, as DistilHuBERT (Chang et al., 2022) and
+DPHuBERT (Peng et al., 2023) train pruned SSL models: a structured mask disturbs every layer's
+output, not only the last, and the per-layer targets say where. It needs student and teacher
+on one frame grid (masked models, not token-dropped ones) and equal hidden widths.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -75,3 +83,27 @@ def distill_loss(student_logits: torch.Tensor, student_mask: torch.Tensor, teach
     kl = (target.exp() * (target - student)).sum(-1)
     mask = student_mask.to(kl.dtype)
     return (kl * mask).sum() / mask.sum().clamp(min=1.0) * t * t
+
+
+def hidden_distill_loss(student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequence[torch.Tensor],
+                        mask: torch.Tensor) -> torch.Tensor:
+    """Mean over layers of ``L1 / D - log sigmoid(cos)`` between student and teacher hidden
+    states, averaged over the real frames (DistilHuBERT's loss).
+
+    Args:
+        student_hidden: the student's ``(B, T, D)`` hidden states (transformer input, then
+            every layer's output).
+        teacher_hidden: the teacher's, as many and of the same shapes.
+        mask: ``(B, T)`` bool, real (not padding) frames.
+    """
+    if len(student_hidden) != len(teacher_hidden):
+        raise ValueError(f"hidden distillation: the student has {len(student_hidden)} hidden states, the teacher "
+                         f"{len(teacher_hidden)} (the two models need the same depth)")
+    weight = mask.float()
+    frames = weight.sum().clamp(min=1.0)
+    total = weight.new_zeros(())
+    for s, t in zip(student_hidden, teacher_hidden):
+        s, t = s.float(), t.float()
+        per_frame = (s - t).abs().mean(-1) - F.logsigmoid(F.cosine_similarity(s, t, dim=-1))
+        total = total + (per_frame * weight).sum() / frames
+    return total / len(student_hidden)

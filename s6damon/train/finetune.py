@@ -23,7 +23,7 @@ from s6damon.train import distributed as dd
 from s6damon.train.augment import WaveAugmenter
 from s6damon.train.averaging import WeightAverage
 from s6damon.train.data import AudioSet, Batch
-from s6damon.train.distill import distill_loss, segment_frames
+from s6damon.train.distill import distill_loss, hidden_distill_loss, segment_frames
 from s6damon.train.evaluate import model_inputs, score, transcribe
 from s6damon.train.feature_cache import FeatureBatch, FeatureCache, FeatureInputCTC, speed_grid
 from s6damon.train.interctc import check_layers, interctc_loss
@@ -160,7 +160,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         hooks: extra loop hooks (after each optimiser step), e.g. prune-and-grow; they run
             before the weight average (``p.average``) and the dev evaluation.
         tag: names the variant in the progress bar and the resumption fingerprint.
-        teacher: CTC checkpoint folder distilled from when ``p.distill_weight > 0``
+        teacher: CTC checkpoint folder distilled from when ``p.distills`` (either distillation weight > 0)
             (default: ``init``, the model the compressed variants start from).
         feature_cache_file: with ``p.feature_cache``, a cache of ``init``'s conv encoder on
             this training set saved beforehand (:meth:`FeatureCache.save`), loaded instead of
@@ -185,10 +185,11 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     log.info("finetune%s: %s training forward pass (precision: %s), %s attention, positional conv %s",
              f"({tag})" if tag else "", precision, p.precision, kernel, pos_conv)
     teacher_net = None
-    if p.distill_weight > 0:
+    if p.distills:
         teacher = teacher or init
         if not teacher:
-            raise ValueError("finetune: distill_weight > 0 needs a teacher model (or an init checkpoint)")
+            raise ValueError("finetune: distillation (distill_weight, distill_hidden_weight > 0) needs a teacher "
+                             "model (or an init checkpoint)")
         teacher_net = load_teacher(teacher).to(env.device)
     augment = WaveAugmenter(p.augment)
     augment = augment if augment.active else None  # off: no random draws, the batches of before
@@ -199,7 +200,7 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
         raise ValueError("finetune: mixstyle needs the conv encoder to run each step; turn feature_cache off")
     mix = MixStyle.for_model(p.mixstyle, model) if p.mixstyle.prob > 0 else None
     if p.interctc_weight > 0:
-        if wrap is not None or p.feature_cache or p.distill_weight > 0:
+        if wrap is not None or p.feature_cache or p.distills:
             raise ValueError("finetune: interctc_weight > 0 trains the plain CTC model (no wrap, feature cache or distillation)")
         try:
             check_layers(p.interctc_layers, model.config.num_hidden_layers)
@@ -214,6 +215,10 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
     cache = (_feature_cache(model, data, p, env.device, wrap, teacher_net, feature_cache_file)
              if p.feature_cache else None)
     decoder = wrap(model) if wrap is not None else model  # reads waveforms: evaluation
+    if p.distill_hidden_weight > 0 and decoder is not model:
+        # masks hook into the model itself; a wrapper module (token dropping) changes the frame grid
+        raise ValueError("finetune: distill_hidden_weight > 0 needs student and teacher on one frame grid: a "
+                         "masked model, not a wrapper such as token dropping")
     net = FeatureInputCTC(decoder) if cache is not None else decoder  # trained
     # token merging trains a schedule around the model; evaluation and the saved model read every token
     merging = (TokenMergeSchedule(model, p.token_merge_ratio, merge_steps(p.steps, p.token_merge_until),
@@ -257,18 +262,28 @@ def finetune(init: str | Path | None, m: ModelParams, p: FinetuneParams, train: 
             loss = (1 - p.interctc_weight) * out.loss + p.interctc_weight * inter
             return loss, {"loss": float(loss.detach()), "ctc_loss": float(out.loss.detach()),
                           "interctc_loss": float(inter.detach())}
+        hidden = p.distill_hidden_weight > 0
         with training_forward(model, env.device, precision, kernel, pos_conv):
-            out = net(**inputs, labels=batch.labels)
+            out = net(**inputs, labels=batch.labels, **({"output_hidden_states": True} if hidden else {}))
         if teacher_net is None:
             return out.loss, {"loss": float(out.loss.detach())}
         with torch.no_grad(), autocast(env.device, precision):
-            teacher_logits = teacher_net(**inputs).logits
+            teacher_out = teacher_net(**inputs, output_hidden_states=hidden)
         # valid frames from the real padding mask (group-norm models are called without one)
         frame_len = feature_lengths(teacher_net.config, batch.attention_mask, batch.input_values)
-        kd = distill_term(out, teacher_logits, frame_len.clamp(max=teacher_logits.shape[1]),
-                          teacher_net.config.pad_token_id, p.distill_temperature)
-        loss = out.loss + p.distill_weight * kd
-        return loss, {"loss": float(loss.detach()), "ctc_loss": float(out.loss.detach()), "distill_loss": float(kd.detach())}
+        frame_len = frame_len.clamp(max=teacher_out.logits.shape[1])
+        loss, logs = out.loss, {"ctc_loss": float(out.loss.detach())}
+        if p.distill_weight > 0:
+            kd = distill_term(out, teacher_out.logits, frame_len, teacher_net.config.pad_token_id,
+                              p.distill_temperature)
+            loss = loss + p.distill_weight * kd
+            logs["distill_loss"] = float(kd.detach())
+        if hidden:
+            hd = hidden_distill_loss(out.hidden_states, teacher_out.hidden_states,
+                                     length_mask(frame_len, out.logits.shape[1]))
+            loss = loss + p.distill_hidden_weight * hd
+            logs["distill_hidden_loss"] = float(hd.detach())
+        return loss, {"loss": float(loss.detach()), **logs}
 
     def evaluate(net: torch.nn.Module, step: int, state: dict[str, Any]) -> dict[str, Any] | None:
         if dev is None or len(dev) == 0 or not (step % p.eval_every == 0 or step == p.steps):
