@@ -63,7 +63,7 @@ class Params:
             raise ParamsError("params: 'safari.finetune.feature_cache' must be false: SAFARI prunes and trains "
                               "the conv encoder whose output the cache would hold")
         sft = self.salad.finetune  # its conv encoder is always frozen (SaladParams checks)
-        if sft.feature_cache and sft.distill_weight > 0:
+        if sft.feature_cache and sft.distills:
             raise ParamsError("params: 'salad.finetune.feature_cache' needs 'salad.finetune.distill_weight' 0: "
                               "the teacher reads each step's waveforms")
         for section in ("salad", "safari"):

@@ -55,7 +55,7 @@ class RunContext:
     dev: pd.DataFrame | None
     seed: int
     threads: int
-    teacher: Path | None = None  # distillation teacher when ``safari.finetune.distill_weight > 0``
+    teacher: Path | None = None  # distillation teacher when ``safari.finetune.distills``
 
     @property
     def p(self) -> FinetuneParams:
