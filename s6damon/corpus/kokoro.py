@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-import io
 import os
 import tarfile
 import threading
 import urllib.request
 import zlib
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+
+from s6damon import io
 
 #: The English voices of ``kokoro-js`` 1.2.1: ``a``/``b`` American/British, ``f``/``m`` gender.
 VOICES = (
@@ -56,7 +58,6 @@ VOICES_SHA256 = "1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f586
 PEAK = 0.9
 _STYLE_SHAPE = (510, 1, 256)
 _LOCK = threading.Lock()
-_ENGINE: dict[str, object] = {}
 
 
 def gender(name: str) -> str:
@@ -75,12 +76,6 @@ def cache_dir() -> Path:
     base = os.environ.get("S6DAMON_KOKORO_DIR") or Path.home() / ".cache" / "s6damon" / "kokoro"
     Path(base).mkdir(parents=True, exist_ok=True)
     return Path(base)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def model_path() -> Path:
@@ -103,7 +98,7 @@ def model_path() -> Path:
     if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
         raise RuntimeError(f"Kokoro model parts {MODEL_PART_PACKAGES} join to the wrong SHA-256; "
                            "reinstall them")
-    _write_atomic(out, data)
+    io.write_bytes(out, data)
     return out
 
 
@@ -124,7 +119,7 @@ def voices_path() -> Path:
     if hashlib.sha256(tarball).hexdigest() != VOICES_SHA256:
         raise RuntimeError(f"{VOICES_URL} downloaded with the wrong SHA-256")
     styles = {}
-    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+    with tarfile.open(fileobj=BytesIO(tarball)) as tar:
         for name in VOICES:
             try:
                 member = tar.extractfile(f"package/voices/{name}.bin")
@@ -133,9 +128,8 @@ def voices_path() -> Path:
             if member is None:
                 raise RuntimeError(f"{VOICES_URL} has no voices/{name}.bin")
             styles[name] = np.frombuffer(member.read(), dtype=np.float32).reshape(_STYLE_SHAPE)
-    buf = io.BytesIO()
-    np.savez(buf, **styles)
-    _write_atomic(out, buf.getvalue())
+    with io.atomic_path(out, suffix=".npz") as tmp:
+        np.savez(tmp, **styles)
     return out
 
 
