@@ -110,9 +110,11 @@ def test_finetune_reports_wer_for_both_models(pipeline):
     metrics = _metrics(root, "finetune")
     for split in ("dev", "test", "test_open"):
         assert 0.0 <= metrics[split]["wer"] and 0.0 <= metrics[split]["cer"]
-    assert "wer" in metrics["scratch"]["test"]
-    hyps = io.read_parquet(root / "data/hyps/finetuned_test.parquet")
-    assert {"utt_id", "ref", "hyp"} <= set(hyps.columns) and len(hyps) > 0
+    for split in ("dev", "test", "test_open"):
+        assert 0.0 <= metrics["scratch"][split]["wer"]
+        for model in ("finetuned", "scratch"):
+            hyps = io.read_parquet(root / f"data/hyps/{model}_{split}.parquet")
+            assert {"utt_id", "ref", "hyp"} <= set(hyps.columns) and len(hyps) > 0
 
 
 def test_killed_finetune_resumes_from_its_last_checkpoint(pipeline, prefect_server):
