@@ -93,7 +93,7 @@ def summary(seconds: int | None = None, stale: set[str] | frozenset[str] = froze
     for split in ("dev", "test", "test_open"):
         if split in ft:
             lines.append(f"finetuned {split}: WER {_fmt(ft[split]['wer'])}  CER {_fmt(ft[split]['cer'])}")
-    for split in ("test", "test_open"):
+    for split in ("dev", "test", "test_open"):  # dev: metrics from before 2026-12-07 lack it
         if split in ft.get("scratch", {}):
             s = ft["scratch"][split]
             lines.append(f"scratch   {split}: WER {_fmt(s['wer'])}  CER {_fmt(s['cer'])}  (same budget, random init)")

@@ -23,6 +23,19 @@ def test_stale_stages_are_named_not_printed(tmp_path, monkeypatch):
     assert partial.splitlines()[-1].endswith(": safari, salad_eval")
 
 
+def test_the_scratch_controls_splits_are_printed_and_older_metrics_still_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    score = {"wer": 0.5, "cer": 0.2}
+    _write(tmp_path, "finetune", {"dev": score, "test": score,
+                                  "scratch": {"dev": {"wer": 0.6, "cer": 0.3}, "test": {"wer": 0.7, "cer": 0.3}}})
+    text = S.summary(stale=set())
+    assert "scratch   dev: WER 0.600" in text and "scratch   test: WER 0.700" in text
+    # metrics written before the control was scored on dev
+    _write(tmp_path, "finetune", {"test": score, "scratch": {"test": {"wer": 0.7, "cer": 0.3}}})
+    text = S.summary(stale=set())
+    assert "scratch   test: WER 0.700" in text and "scratch   dev" not in text
+
+
 def test_stale_stages_without_dvc_is_empty(monkeypatch):
     monkeypatch.setattr(S.shutil, "which", lambda name: None)
     assert S.stale_stages() == set()
