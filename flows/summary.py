@@ -90,13 +90,13 @@ def summary(seconds: int | None = None, stale: set[str] | frozenset[str] = froze
                      f"phone boundary median {_fmt(m.get('phone_boundary_median_ms'), 1)} ms, "
                      f"within 20 ms {_fmt(m.get('within_20ms'))}, within 50 ms {_fmt(m.get('within_50ms'))}, "
                      f"failed {m.get('failed')}")
-    for split in ("dev", "test", "test_open"):
-        if split in ft:
-            lines.append(f"finetuned {split}: WER {_fmt(ft[split]['wer'])}  CER {_fmt(ft[split]['cer'])}")
-    for split in ("dev", "test", "test_open"):  # dev: metrics from before 2026-12-07 lack it
-        if split in ft.get("scratch", {}):
-            s = ft["scratch"][split]
-            lines.append(f"scratch   {split}: WER {_fmt(s['wer'])}  CER {_fmt(s['cer'])}  (same budget, random init)")
+    # a split missing from the metrics is left out (the control's dev before 2026-12-07)
+    for label, scores, note in (("finetuned", ft, ""),
+                                ("scratch  ", ft.get("scratch", {}), "  (same budget, random init)")):
+        for split in ("dev", "test", "test_open"):
+            if split in scores:
+                s = scores[split]
+                lines.append(f"{label} {split}: WER {_fmt(s['wer'])}  CER {_fmt(s['cer'])}{note}")
     for r in _load("decode").get("results", []):
         if r["split"] == "test" and r["decoder"] == "beam_lm" and r["model"] in ("finetuned", "scratch"):
             lines.append(f"{r['model']:<9} test with LM beam search: WER {_fmt(r['wer'])}  CER {_fmt(r['cer'])}")
